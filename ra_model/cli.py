@@ -1,0 +1,192 @@
+"""The ra-model command line: parses arguments, calls the library, writes files, returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ra_model import columns as C
+from ra_model.errors import RAModelError
+
+log = logging.getLogger("ra_model.cli")
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"--set {pair!r}: write NAME=VALUE, e.g. --set cyp26_expr=2")
+        try:
+            values[name.strip()] = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--set {pair!r}: {text!r} is not a number") from None
+    return values
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from ra_model.simulate import simulate
+
+    table = simulate(args.phenotype, args.regimen, t_end_d=args.days, overrides=_overrides(args.set))
+    _write_table(table, args.out)
+    if args.plot:
+        _write_plot([table], args.plot)
+    _print_summary(table)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ra_model.simulate import simulate
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    regimen = "20 mg bid for 180 d"
+    untreated = simulate("maturation_arrest", None, t_end_d=365)
+    treated = simulate("maturation_arrest", regimen, t_end_d=365)
+    _print_summary(treated, every_d=30)
+    _write_table(treated, out / "demo_maturation_arrest_20mg_bid.csv")
+    _write_plot([untreated, treated], out / "demo.png", labels=["maturation arrest, no drug", f"maturation arrest, {regimen}"])
+    return 0
+
+
+def _cmd_phenotypes(args: argparse.Namespace) -> int:
+    from ra_model.phenotypes import load_phenotypes
+
+    for preset in load_phenotypes().values():
+        changes = [f"{k} = {v:g}" for k, v in preset.parameters.items()]
+        changes += [f"{k} x {v:g}" for k, v in preset.scale.items()]
+        if preset.initial_amounts:
+            changes.append("initial " + ", ".join(f"{k} = {v:g}" for k, v in preset.initial_amounts.items()))
+        sys.stdout.write(f"{preset.name}\n  {preset.description}\n  changes: {'; '.join(changes) or 'none'}\n")
+        if args.verbose:
+            sys.stdout.write(f"  why: {preset.rationale}\n")
+    return 0
+
+
+def _cmd_parameters(args: argparse.Namespace) -> int:
+    from ra_model.model import read_parameter_table
+
+    table = pd.DataFrame([vars(p) for p in read_parameter_table().values()])
+    if args.category:
+        table = table[table["category"] == args.category]
+    if args.out:
+        _write_table(table, args.out)
+    else:
+        with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
+            sys.stdout.write(table[["id", "value", "unit", "lower", "upper", "source"]].to_string(index=False) + "\n")
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from ra_model.calibration import calibrate, healthy_initial_amounts, write_back
+
+    params, report = calibrate()
+    out = Path(args.report)
+    out.mkdir(parents=True, exist_ok=True)
+    report.to_csv(out / "calibration_report.csv", index=False)
+    (out / "calibrated_parameters.json").write_text(json.dumps(params, indent=2), encoding="utf-8")
+    with pd.option_context("display.width", 200):
+        sys.stdout.write(report[["target", "published_or_assumed", "simulated", "relative_residual"]].to_string() + "\n")
+    if args.write:
+        write_back(params, initial_amounts=healthy_initial_amounts(params))
+        sys.stdout.write("wrote fitted values to models/ra_testis.ant and models/parameters.csv\n")
+    return 0
+
+
+def _write_table(table: pd.DataFrame, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    units = table.attrs.get("units")
+    if units:
+        meta = {k: v for k, v in table.attrs.items() if k != "dose_times_d"}
+        path.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+    sys.stdout.write(f"wrote {path}\n")
+
+
+def _write_plot(tables: list[pd.DataFrame], path: str | Path, labels: list[str] | None = None) -> None:
+    from ra_model.plotting import plot_timecourse
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = plot_timecourse(tables, labels=labels)
+    fig.savefig(path, dpi=110)
+    sys.stdout.write(f"wrote {path}\n")
+
+
+def _print_summary(table: pd.DataFrame, every_d: float = 30.0) -> None:
+    cols = [C.TIME_D, C.DOSES_GIVEN, C.PLASMA_ISOTRETINOIN, C.TESTIS_ATRA, C.STRA8, C.BTB_INTEGRITY,
+            C.SPERMIATION_EFFICIENCY, C.EJACULATE_CONCENTRATION, C.MOTILE_SPERM_PRESENT]
+    rows = table[(table[C.TIME_D] % every_d).abs() < 1e-9]
+    short = {c: c.replace("_ng_per_mL", "").replace("_M_per_mL", "").replace("_rel", "") for c in cols}
+    with pd.option_context("display.width", 200, "display.float_format", "{:.4g}".format):
+        sys.stdout.write(f"{table.attrs.get('phenotype')} | {table.attrs.get('regimen') or 'no drug'}\n")
+        sys.stdout.write(rows[cols].rename(columns=short).to_string(index=False) + "\n")
+    present = table.loc[table[C.MOTILE_SPERM_PRESENT], C.TIME_D]
+    if len(present):
+        sys.stdout.write(f"motile sperm first present on day {present.iloc[0]:g}; "
+                         f"peak {table[C.EJACULATE_CONCENTRATION].max():.3g} million/mL\n")
+    else:
+        sys.stdout.write("no motile sperm above the detection limit at any time\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``ra-model``."""
+    parser = argparse.ArgumentParser(prog="ra-model", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("simulate", help="simulate a phenotype under a regimen")
+    p.add_argument("--phenotype", default="healthy", help="preset name (see `ra-model phenotypes`)")
+    p.add_argument("--regimen", default=None, help='e.g. "20 mg bid for 180 d"; omit for no drug')
+    p.add_argument("--days", type=float, default=365.0, help="simulated time in days (default 365)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="parameter override")
+    p.add_argument("--out", required=True, help="CSV file for the results table")
+    p.add_argument("--plot", default=None, help="PNG file for the standard panel")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("demo", help="maturation arrest with and without 20 mg bid: a table and a figure")
+    p.add_argument("--out", default="ra_model_demo", help="output folder (default ./ra_model_demo)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("phenotypes", help="list the phenotype presets")
+    p.set_defaults(func=_cmd_phenotypes)
+
+    p = sub.add_parser("parameters", help="list the parameter table")
+    p.add_argument("--category", default=None, help="only this category (e.g. pk, germ_cell)")
+    p.add_argument("--out", default=None, help="write the table as CSV instead of printing it")
+    p.set_defaults(func=_cmd_parameters)
+
+    p = sub.add_parser("calibrate", help="refit the fitted parameters to models/calibration_targets.csv")
+    p.add_argument("--report", default="calibration_report", help="folder for the fit report")
+    p.add_argument("--write", action="store_true", help="write fitted values back to models/")
+    p.set_defaults(func=_cmd_calibrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ra-model``; return the exit code (0 ok, 2 bad input, 1 simulation failure)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+        return int(args.func(args))
+    except argparse.ArgumentTypeError as exc:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write(f"ra-model: error: {exc}\n")
+        return 2
+    except RAModelError as exc:
+        sys.stderr.write(f"ra-model: error: {exc}\n")
+        from ra_model.errors import SimulationFailedError
+
+        return 1 if isinstance(exc, SimulationFailedError) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

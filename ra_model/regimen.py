@@ -1,0 +1,676 @@
+"""Dosing regimens: a validated value object and its text form.
+
+A :class:`Regimen` describes repeated oral administrations of isotretinoin:
+a dose (fixed in mg, or weight-based in mg/kg/day), a dosing interval, a
+start day, either a treatment duration or a number of doses, and whether the
+drug is taken with food. A regimen validates itself on construction and
+raises :class:`~ra_model.errors.InvalidValueError` for any value outside its
+domain; it never clips or coerces a bad value. "No drug" is represented by
+``None`` elsewhere in the package, not by a special regimen.
+
+Text form (case-insensitive on input, canonical on output)::
+
+    <dose> <unit> <interval> (for <N> <time-unit> | x <N> doses) [from day <N>] [, <option>]...
+
+* ``<unit>``: ``mg`` (per administration) or ``mg/kg/day`` (also ``mg/kg/d``),
+  the latter needing a body weight option ``, <N> kg``.
+* ``<interval>``: ``od``/``qd`` (24 h), ``bid`` (12 h), ``tid`` (8 h),
+  ``qid`` (6 h), ``every <N> h`` (also ``hr``, ``hours``, or ``d``/``days``)
+  or ``q<N>h``.
+* ``<time-unit>`` of a duration: ``d``, ``day``, ``days``; ``w``, ``wk``,
+  ``week``, ``weeks`` (7 d); ``mo``, ``month``, ``months`` (a month is taken
+  as exactly 30 d).
+* ``x <N> doses`` (also ``for <N> doses``) gives the number of doses instead.
+* ``<option>``: ``fed``, ``fasted`` (the default) or a body weight ``<N> kg``.
+
+Canonical output writes the interval as od/bid/tid/qid when it is exactly
+24/12/8/6 h and ``every <N> h`` otherwise, the duration in days (``for N d``),
+``from day N`` only for a non-zero start, then ``, N kg`` when a body weight
+is set and ``, fed`` when fed. Numbers are written in their shortest form that
+reads back to the identical float, so ``Regimen.parse(r.to_text()) == r``.
+
+Examples:
+    >>> Regimen.parse("20 mg bid for 180 d").number_of_doses
+    360
+    >>> str(Regimen.parse("0.5 MG/KG/D qd for 12 weeks, 70 kg, fasted"))
+    '0.5 mg/kg/day od for 84 d, 70 kg'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from ra_model.errors import InvalidValueError, RegimenParseError
+
+__all__ = ["MAX_BODY_WEIGHT_KG", "MAX_DOSES", "Regimen"]
+
+#: Body weights at or above this (kg) are rejected as implausible.
+MAX_BODY_WEIGHT_KG = 500.0
+
+#: Regimens with more administrations than this are rejected (a guard against
+#: typos such as ``every 0.0001 h`` that would otherwise exhaust memory).
+MAX_DOSES = 1_000_000
+
+_HOURS_PER_DAY = 24.0
+
+#: Relative tolerance under which ``duration / interval`` counts as a whole
+#: number, so that a dose falling exactly at the end of the treatment period
+#: is excluded despite floating-point rounding (``for 0.1 d`` at ``every 2.4 h``
+#: is one dose, not two).
+_WHOLE_NUMBER_RTOL = 1e-9
+
+_NAMED_INTERVALS_H: dict[str, float] = {"od": 24.0, "qd": 24.0, "bid": 12.0, "tid": 8.0, "qid": 6.0}
+_CANONICAL_INTERVAL_NAMES: dict[float, str] = {24.0: "od", 12.0: "bid", 8.0: "tid", 6.0: "qid"}
+
+_FIXED_DOSE_UNITS = frozenset({"mg"})
+_WEIGHT_DOSE_UNITS = frozenset({"mg/kg/day", "mg/kg/d"})
+_INTERVAL_HOUR_UNITS: dict[str, float] = {
+    "h": 1.0,
+    "hr": 1.0,
+    "hrs": 1.0,
+    "hour": 1.0,
+    "hours": 1.0,
+    "d": _HOURS_PER_DAY,
+    "day": _HOURS_PER_DAY,
+    "days": _HOURS_PER_DAY,
+}
+_DURATION_DAY_UNITS: dict[str, float] = {
+    "d": 1.0,
+    "day": 1.0,
+    "days": 1.0,
+    "w": 7.0,
+    "wk": 7.0,
+    "wks": 7.0,
+    "week": 7.0,
+    "weeks": 7.0,
+    "mo": 30.0,
+    "month": 30.0,
+    "months": 30.0,
+}
+_DOSE_COUNT_WORDS = frozenset({"dose", "doses"})
+_TIMES_WORDS = frozenset({"x", "×"})
+
+_VALID_EXAMPLES = (
+    "'20 mg bid for 180 d', '0.5 mg/kg/day od for 90 d, 70 kg', '20 mg every 36 h x 10 doses from day 7, fed'"
+)
+
+
+def _format_number(value: float) -> str:
+    """Format a float in its shortest ``g``-style form that reads back exactly.
+
+    Args:
+        value: A finite float.
+
+    Returns:
+        ``format(value, '.15g')`` when that round-trips, else ``repr(value)``.
+    """
+    text = format(value, ".15g")
+    if float(text) != value:
+        text = repr(value)
+    return text
+
+
+def _count_doses(duration_d: float, interval_h: float) -> float:
+    """Count administration times ``k * interval`` strictly below the duration.
+
+    Args:
+        duration_d: Treatment duration in days (> 0, finite).
+        interval_h: Dosing interval in hours (> 0, finite).
+
+    Returns:
+        The number of doses as a float (``inf`` or huge when the ratio overflows;
+        the caller compares it against :data:`MAX_DOSES`).
+    """
+    ratio = duration_d * _HOURS_PER_DAY / interval_h
+    if not math.isfinite(ratio):
+        return math.inf
+    nearest = round(ratio)
+    is_whole = abs(ratio - nearest) <= _WHOLE_NUMBER_RTOL * max(1.0, ratio)
+    count = float(nearest) if is_whole else float(math.ceil(ratio))
+    # The dose at the start always lies strictly before start + duration.
+    return max(count, 1.0)
+
+
+class _FieldProblemError(Exception):
+    """Internal: a validation failure tied to one field (used to place carets)."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        """Store the field name and the user-facing message.
+
+        Args:
+            field_name: The dataclass field the problem is about.
+            message: The full message for :class:`InvalidValueError`.
+        """
+        super().__init__(message)
+        self.field_name = field_name
+        self.message = message
+
+
+def _describe(value: object) -> str:
+    """Return ``repr(value)`` with its type when that is not obvious."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return f"{value!r} (of type {type(value).__name__})"
+    return repr(value)
+
+
+def _real(
+    name: str,
+    value: object,
+    *,
+    what: str,
+    example: str,
+    allow_zero: bool = False,
+    upper: float | None = None,
+) -> float:
+    """Check a real-valued field and return it as a float.
+
+    Args:
+        name: Field name, used in the message.
+        value: The value given.
+        what: Description with unit, e.g. ``"the dosing interval in hours"``.
+        example: A valid setting to suggest, e.g. ``"interval_h=12.0"``.
+        allow_zero: Accept 0 (otherwise the value must be > 0).
+        upper: Exclusive upper bound, if any.
+
+    Returns:
+        The value as a float.
+
+    Raises:
+        _FieldProblemError: If the value is not a finite real number in range.
+    """
+    bound = ">= 0" if allow_zero else "> 0"
+    if upper is not None:
+        bound += f" and < {_format_number(upper)}"
+    fix = f"{name} must be a finite number {bound} ({what}), e.g. {example}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _FieldProblemError(name, f"invalid {name} {_describe(value)}: {fix}")
+    try:
+        number = float(value)
+    except (OverflowError, ValueError, TypeError):
+        raise _FieldProblemError(name, f"invalid {name} {_describe(value)}: {fix}") from None
+    ok = math.isfinite(number) and (number >= 0.0 if allow_zero else number > 0.0)
+    if ok and upper is not None:
+        ok = number < upper
+    if not ok:
+        raise _FieldProblemError(name, f"invalid {name} {value!r}: {fix}")
+    return number
+
+
+@dataclass(frozen=True, kw_only=True)
+class Regimen:
+    """A validated oral dosing regimen.
+
+    Exactly one of ``dose_mg`` and ``dose_mg_per_kg_day`` must be given, and
+    exactly one of ``duration_d`` and ``n_doses``. Integer values of real
+    fields are stored as floats; anything else that is not a finite number in
+    range raises :class:`~ra_model.errors.InvalidValueError`.
+
+    Attributes:
+        dose_mg: Fixed dose per administration in mg (> 0).
+        dose_mg_per_kg_day: Weight-based daily dose in mg/kg/day (> 0); needs
+            ``body_weight_kg``. The per-administration dose is then
+            ``dose_mg_per_kg_day * body_weight_kg * interval_h / 24``.
+        body_weight_kg: Body weight in kg (> 0 and < 500). Required for
+            weight-based doses; optional (kept for information) for fixed doses.
+        interval_h: Time between administrations in hours (> 0).
+        start_d: Day of the first administration (>= 0).
+        duration_d: Treatment period in days (> 0). The doses are those at
+            ``start, start + interval, ...`` strictly before ``start + duration``.
+        n_doses: Number of administrations (an ``int`` >= 1).
+        fed: Whether the drug is taken with food (default: fasted).
+    """
+
+    dose_mg: float | None = None
+    dose_mg_per_kg_day: float | None = None
+    body_weight_kg: float | None = None
+    interval_h: float = 24.0
+    start_d: float = 0.0
+    duration_d: float | None = None
+    n_doses: int | None = None
+    fed: bool = False
+
+    def __post_init__(self) -> None:
+        """Validate all fields and normalise real-valued ones to float.
+
+        Raises:
+            InvalidValueError: If any field is missing, of the wrong type or out
+                of range; the message names the bad value and how to fix it.
+        """
+        try:
+            normalised = _validated_fields(
+                dose_mg=self.dose_mg,
+                dose_mg_per_kg_day=self.dose_mg_per_kg_day,
+                body_weight_kg=self.body_weight_kg,
+                interval_h=self.interval_h,
+                start_d=self.start_d,
+                duration_d=self.duration_d,
+                n_doses=self.n_doses,
+                fed=self.fed,
+            )
+        except _FieldProblemError as problem:
+            raise InvalidValueError(problem.message) from None
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def dose_per_administration_mg(self) -> float:
+        """The amount given at each administration, in mg."""
+        if self.dose_mg is not None:
+            return self.dose_mg
+        assert self.dose_mg_per_kg_day is not None and self.body_weight_kg is not None
+        return self.dose_mg_per_kg_day * self.body_weight_kg * self.interval_h / _HOURS_PER_DAY
+
+    @property
+    def number_of_doses(self) -> int:
+        """The number of administrations."""
+        if self.n_doses is not None:
+            return self.n_doses
+        assert self.duration_d is not None
+        return int(_count_doses(self.duration_d, self.interval_h))
+
+    def dose_times_h(self) -> tuple[float, ...]:
+        """Return the administration times in hours from t = 0.
+
+        Returns:
+            ``start_d * 24 + k * interval_h`` for ``k = 0 .. number_of_doses - 1``.
+        """
+        start_h = self.start_d * _HOURS_PER_DAY
+        return tuple(start_h + k * self.interval_h for k in range(self.number_of_doses))
+
+    @property
+    def total_dose_mg(self) -> float:
+        """The cumulative dose over the whole regimen, in mg."""
+        return self.dose_per_administration_mg * self.number_of_doses
+
+    @property
+    def end_d(self) -> float:
+        """The time of the last administration, in days from t = 0."""
+        last_h = self.start_d * _HOURS_PER_DAY + (self.number_of_doses - 1) * self.interval_h
+        return last_h / _HOURS_PER_DAY
+
+    def to_text(self) -> str:
+        """Return the canonical text form, which :meth:`parse` reads back exactly.
+
+        Returns:
+            E.g. ``"20 mg bid for 180 d"`` or ``"0.5 mg/kg/day od for 90 d, 70 kg, fed"``.
+        """
+        if self.dose_mg is not None:
+            dose = f"{_format_number(self.dose_mg)} mg"
+        else:
+            assert self.dose_mg_per_kg_day is not None
+            dose = f"{_format_number(self.dose_mg_per_kg_day)} mg/kg/day"
+        interval = _CANONICAL_INTERVAL_NAMES.get(self.interval_h)
+        if interval is None:
+            interval = f"every {_format_number(self.interval_h)} h"
+        if self.duration_d is not None:
+            extent = f"for {_format_number(self.duration_d)} d"
+        else:
+            extent = f"x {self.n_doses} doses"
+        parts = [f"{dose} {interval} {extent}"]
+        if self.start_d != 0.0:
+            parts.append(f" from day {_format_number(self.start_d)}")
+        if self.body_weight_kg is not None:
+            parts.append(f", {_format_number(self.body_weight_kg)} kg")
+        if self.fed:
+            parts.append(", fed")
+        return "".join(parts)
+
+    def __str__(self) -> str:
+        """Return the canonical text form (see :meth:`to_text`)."""
+        return self.to_text()
+
+    @classmethod
+    def parse(cls, text: str) -> Regimen:
+        """Read a regimen from its text form (see the module docstring).
+
+        Args:
+            text: E.g. ``"20 mg bid for 180 d"``; case and extra whitespace are
+                ignored.
+
+        Returns:
+            The validated regimen.
+
+        Raises:
+            RegimenParseError: If the text does not follow the grammar or a value
+                in it is out of range; the message quotes the text with a caret
+                line under the offending part and gives valid examples.
+        """
+        if not isinstance(text, str):
+            raise RegimenParseError(
+                f"Regimen.parse expects a str, got {_describe(text)}; valid examples: {_VALID_EXAMPLES}"
+            )
+        return _Parser(text).parse()
+
+
+def _validated_fields(
+    *,
+    dose_mg: object,
+    dose_mg_per_kg_day: object,
+    body_weight_kg: object,
+    interval_h: object,
+    start_d: object,
+    duration_d: object,
+    n_doses: object,
+    fed: object,
+) -> dict[str, float | int | None]:
+    """Validate regimen fields and return the real-valued ones normalised.
+
+    Args:
+        dose_mg: See :class:`Regimen`.
+        dose_mg_per_kg_day: See :class:`Regimen`.
+        body_weight_kg: See :class:`Regimen`.
+        interval_h: See :class:`Regimen`.
+        start_d: See :class:`Regimen`.
+        duration_d: See :class:`Regimen`.
+        n_doses: See :class:`Regimen`.
+        fed: See :class:`Regimen`.
+
+    Returns:
+        Field name to normalised value (floats for real fields, int for
+        ``n_doses``); ``fed`` is not included since it is never changed.
+
+    Raises:
+        _FieldProblemError: On the first invalid field.
+    """
+    out: dict[str, float | int | None] = {}
+    if (dose_mg is None) == (dose_mg_per_kg_day is None):
+        both = "both were given" if dose_mg is not None else "neither was given"
+        raise _FieldProblemError(
+            "dose_mg",
+            f"exactly one of dose_mg and dose_mg_per_kg_day must be given, but {both} "
+            f"(dose_mg={dose_mg!r}, dose_mg_per_kg_day={dose_mg_per_kg_day!r}); "
+            "e.g. dose_mg=20.0, or dose_mg_per_kg_day=0.5 with body_weight_kg=70.0",
+        )
+    if dose_mg is not None:
+        out["dose_mg"] = _real("dose_mg", dose_mg, what="mg per administration", example="dose_mg=20.0")
+    else:
+        out["dose_mg_per_kg_day"] = _real(
+            "dose_mg_per_kg_day", dose_mg_per_kg_day, what="mg/kg/day", example="dose_mg_per_kg_day=0.5"
+        )
+    if body_weight_kg is None:
+        if dose_mg_per_kg_day is not None:
+            raise _FieldProblemError(
+                "body_weight_kg",
+                f"dose_mg_per_kg_day={dose_mg_per_kg_day!r} needs a body weight, but body_weight_kg is None; "
+                "give body_weight_kg (e.g. body_weight_kg=70.0, or ', 70 kg' in regimen text)",
+            )
+    else:
+        out["body_weight_kg"] = _real(
+            "body_weight_kg",
+            body_weight_kg,
+            what="body weight in kg",
+            example="body_weight_kg=70.0",
+            upper=MAX_BODY_WEIGHT_KG,
+        )
+    interval = _real("interval_h", interval_h, what="hours between doses", example="interval_h=12.0 for bid")
+    out["interval_h"] = interval
+    out["start_d"] = _real("start_d", start_d, what="day of the first dose", example="start_d=0.0", allow_zero=True)
+    if fed is not True and fed is not False:
+        raise _FieldProblemError("fed", f"invalid fed {_describe(fed)}: fed must be True or False")
+    if (duration_d is None) == (n_doses is None):
+        both = "both were given" if duration_d is not None else "neither was given"
+        raise _FieldProblemError(
+            "duration_d",
+            f"exactly one of duration_d and n_doses must be given, but {both} "
+            f"(duration_d={duration_d!r}, n_doses={n_doses!r}); e.g. duration_d=180.0 or n_doses=10",
+        )
+    if duration_d is not None:
+        duration = _real("duration_d", duration_d, what="treatment period in days", example="duration_d=180.0")
+        out["duration_d"] = duration
+        count = _count_doses(duration, interval)
+        if count > MAX_DOSES:
+            raise _FieldProblemError(
+                "duration_d",
+                f"duration_d={duration_d!r} at interval_h={interval_h!r} gives {count:.3g} doses, more than "
+                f"MAX_DOSES={MAX_DOSES}; check the units (duration in days, interval in hours)",
+            )
+    else:
+        if isinstance(n_doses, bool) or not isinstance(n_doses, numbers.Integral):
+            raise _FieldProblemError(
+                "n_doses",
+                f"invalid n_doses {n_doses!r} (of type {type(n_doses).__name__}): "
+                f"n_doses must be an int >= 1, e.g. n_doses=10",
+            )
+        n = int(n_doses)
+        if n < 1 or n > MAX_DOSES:
+            raise _FieldProblemError(
+                "n_doses", f"invalid n_doses {n_doses!r}: n_doses must be an int >= 1 and <= {MAX_DOSES}"
+            )
+        out["n_doses"] = n
+    return out
+
+
+class _Token(NamedTuple):
+    """A lexical token of regimen text."""
+
+    kind: str  # "num", "qnh", "word", "comma", "other" or "end"
+    value: str  # lower-cased text (for "qnh": the number inside)
+    start: int
+    end: int
+
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<ws>\s+)
+    | (?P<qnh>[qQ](?P<qn>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[hH](?![A-Za-z0-9]))
+    | (?P<num>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)
+    | (?P<word>[A-Za-z]+(?:/[A-Za-z]+)*|×)
+    | (?P<comma>,)
+    | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def _tokenize(text: str) -> list[_Token]:
+    """Split regimen text into tokens, ending with an ``end`` token."""
+    tokens: list[_Token] = []
+    for match in _TOKEN_RE.finditer(text):
+        kind = match.lastgroup
+        assert kind is not None
+        if kind == "ws":
+            continue
+        if kind == "qnh":
+            tokens.append(_Token("qnh", match.group("qn"), match.start(), match.end()))
+        else:
+            tokens.append(_Token(kind, match.group().lower(), match.start(), match.end()))
+    tokens.append(_Token("end", "", len(text), len(text)))
+    return tokens
+
+
+@dataclass
+class _Parsed:
+    """Mutable field values collected while parsing (validated afterwards)."""
+
+    dose_mg: float | None = None
+    dose_mg_per_kg_day: float | None = None
+    body_weight_kg: float | None = None
+    interval_h: float = 24.0
+    start_d: float = 0.0
+    duration_d: float | None = None
+    n_doses: int | None = None
+    fed: bool = False
+
+
+class _Parser:
+    """Recursive-descent parser for the regimen text form."""
+
+    def __init__(self, text: str) -> None:
+        """Tokenize ``text`` and prepare to parse it.
+
+        Args:
+            text: The regimen text.
+        """
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.pos = 0
+        self.spans: dict[str, tuple[int, int]] = {}
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _peek(self) -> _Token:
+        return self.tokens[self.pos]
+
+    def _next(self) -> _Token:
+        token = self.tokens[self.pos]
+        if token.kind != "end":
+            self.pos += 1
+        return token
+
+    def _error(self, message: str, start: int, end: int) -> RegimenParseError:
+        """Build a parse error quoting the text with a caret line under ``[start, end)``."""
+        shown = "".join(" " if ch.isspace() else ch for ch in self.text)
+        width = max(1, end - start)
+        caret = " " * start + "^" * width
+        return RegimenParseError(
+            f"cannot parse regimen {self.text!r}: {message}\n"
+            f"    {shown}\n"
+            f"    {caret}\n"
+            f"valid examples: {_VALID_EXAMPLES}"
+        )
+
+    def _expected(self, what: str, token: _Token) -> RegimenParseError:
+        got = "end of text" if token.kind == "end" else repr(self.text[token.start : token.end])
+        return self._error(f"expected {what}, got {got}", token.start, token.end)
+
+    def _number(self, what: str) -> tuple[float, _Token]:
+        token = self._next()
+        if token.kind != "num":
+            raise self._expected(what, token)
+        return float(token.value), token
+
+    # -- grammar -----------------------------------------------------------------
+
+    def parse(self) -> Regimen:
+        """Parse the whole text into a :class:`Regimen`.
+
+        Returns:
+            The validated regimen.
+
+        Raises:
+            RegimenParseError: On any syntax or value error.
+        """
+        fields = _Parsed()
+        dose, dose_token = self._number("a dose (a number such as 20)")
+        unit = self._next()
+        if unit.kind == "word" and unit.value in _FIXED_DOSE_UNITS:
+            fields.dose_mg = dose
+            self.spans["dose_mg"] = (dose_token.start, dose_token.end)
+        elif unit.kind == "word" and unit.value in _WEIGHT_DOSE_UNITS:
+            fields.dose_mg_per_kg_day = dose
+            self.spans["dose_mg_per_kg_day"] = (dose_token.start, dose_token.end)
+            self.spans["body_weight_kg"] = (unit.start, unit.end)
+        else:
+            raise self._expected("a unit 'mg' or 'mg/kg/day'", unit)
+
+        fields.interval_h = self._interval()
+        self._extent(fields)
+
+        token = self._peek()
+        if token.kind == "word" and token.value == "from":
+            self._next()
+            day = self._next()
+            if not (day.kind == "word" and day.value in ("day", "d")):
+                raise self._expected("'day' (as in 'from day 14')", day)
+            start, start_token = self._number("a start day (a number such as 14)")
+            fields.start_d = start
+            self.spans["start_d"] = (start_token.start, start_token.end)
+
+        self._options(fields)
+        return self._build(fields)
+
+    def _interval(self) -> float:
+        token = self._next()
+        what = "a dosing interval: od, qd, bid, tid, qid, 'every N h' or 'qNh'"
+        if token.kind == "qnh":
+            self.spans["interval_h"] = (token.start, token.end)
+            return float(token.value)
+        if token.kind != "word":
+            raise self._expected(what, token)
+        if token.value in _NAMED_INTERVALS_H:
+            self.spans["interval_h"] = (token.start, token.end)
+            return _NAMED_INTERVALS_H[token.value]
+        if token.value in ("every", "q"):
+            value, number = self._number("an interval length (a number such as 36, as in 'every 36 h')")
+            unit = self._next()
+            if unit.kind != "word" or unit.value not in _INTERVAL_HOUR_UNITS:
+                raise self._expected("an interval unit 'h' (or 'hours', 'd')", unit)
+            self.spans["interval_h"] = (number.start, unit.end)
+            return value * _INTERVAL_HOUR_UNITS[unit.value]
+        raise self._expected(what, token)
+
+    def _extent(self, fields: _Parsed) -> None:
+        token = self._next()
+        what = "'for N d' or 'x N doses'"
+        if token.kind == "word" and token.value in _TIMES_WORDS:
+            self._dose_count(fields)
+            return
+        if token.kind != "word" or token.value != "for":
+            raise self._expected(what, token)
+        amount, number = self._number("a duration (a number such as 180, as in 'for 180 d')")
+        unit = self._next()
+        if unit.kind == "word" and unit.value in _DOSE_COUNT_WORDS:
+            self.pos -= 2
+            self._dose_count(fields)
+            return
+        if unit.kind != "word" or unit.value not in _DURATION_DAY_UNITS:
+            raise self._expected("a duration unit: d, days, weeks or months (or 'doses')", unit)
+        fields.duration_d = amount * _DURATION_DAY_UNITS[unit.value]
+        self.spans["duration_d"] = (number.start, unit.end)
+
+    def _dose_count(self, fields: _Parsed) -> None:
+        token = self._next()
+        if token.kind != "num" or not token.value.isdigit():
+            raise self._expected("a whole number of doses (as in 'x 10 doses')", token)
+        unit = self._next()
+        if unit.kind != "word" or unit.value not in _DOSE_COUNT_WORDS:
+            raise self._expected("'doses' (as in 'x 10 doses')", unit)
+        fields.n_doses = int(token.value)
+        self.spans["n_doses"] = (token.start, token.end)
+
+    def _options(self, fields: _Parsed) -> None:
+        seen: dict[str, _Token] = {}
+        while True:
+            token = self._next()
+            if token.kind == "end":
+                return
+            if token.kind != "comma":
+                raise self._expected("', fed', ', fasted', ', N kg', 'from day N' or end of text", token)
+            option = self._next()
+            if option.kind == "word" and option.value in ("fed", "fasted"):
+                key = "fed"
+                fields.fed = option.value == "fed"
+                end = option.end
+            elif option.kind == "num":
+                unit = self._next()
+                if unit.kind != "word" or unit.value not in ("kg", "kgs"):
+                    raise self._expected("'kg' after a body weight (as in ', 70 kg')", unit)
+                key = "body_weight_kg"
+                fields.body_weight_kg = float(option.value)
+                self.spans["body_weight_kg"] = (option.start, option.end)
+                end = unit.end
+            else:
+                raise self._expected("'fed', 'fasted' or a body weight such as '70 kg' after ','", option)
+            if key in seen:
+                first = seen[key]
+                raise self._error(
+                    f"{'fed/fasted' if key == 'fed' else 'body weight'} given twice "
+                    f"(first as {self.text[first.start : first.end]!r})",
+                    option.start,
+                    end,
+                )
+            seen[key] = option
+
+    def _build(self, fields: _Parsed) -> Regimen:
+        values = dataclasses.asdict(fields)
+        try:
+            _validated_fields(**values)
+        except _FieldProblemError as problem:
+            start, end = self.spans.get(problem.field_name, (0, len(self.text)))
+            raise self._error(problem.message, start, end) from None
+        return Regimen(**values)
