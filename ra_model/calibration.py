@@ -164,7 +164,9 @@ def _fit(
     log.info("stage %s: cost %.3g after %d evaluations", stage, solution.cost, solution.nfev)
 
 
-def calibrate(*, engine: Engine | None = None, targets: list[Target] | None = None) -> tuple[dict[str, float], pd.DataFrame]:
+def calibrate(
+    *, engine: Engine | None = None, targets: list[Target] | None = None
+) -> tuple[dict[str, float], pd.DataFrame]:
     """Run all stages.
 
     Each fitted parameter stays inside its plausible range from the parameter table.
@@ -256,7 +258,7 @@ def write_back(
             rf"^(\s*(?:compartment\s+|substanceOnly species\s+)?{re.escape(name)}(?:\s+in\s+\w+)?\s*=\s*)([-+0-9.eE]+)",
             re.MULTILINE,
         )
-        text, count = pattern.subn(lambda m, v=value: f"{m.group(1)}{v:.6g}", text)
+        text, count = pattern.subn(rf"\g<1>{value:.6g}", text)
         if count != 1:
             raise InvalidValueError(f"{ant_path}: expected one declaration of {name!r}, found {count}")
     table_path = directory / PARAMETER_FILE

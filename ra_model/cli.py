@@ -51,7 +51,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     treated = simulate("maturation_arrest", regimen, t_end_d=365)
     _print_summary(treated, every_d=30)
     _write_table(treated, out / "demo_maturation_arrest_20mg_bid.csv")
-    _write_plot([untreated, treated], out / "demo.png", labels=["maturation arrest, no drug", f"maturation arrest, {regimen}"])
+    _write_plot(
+        [untreated, treated], out / "demo.png", labels=["maturation arrest, no drug", f"maturation arrest, {regimen}"]
+    )
     return 0
 
 
@@ -92,7 +94,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     report.to_csv(out / "calibration_report.csv", index=False)
     (out / "calibrated_parameters.json").write_text(json.dumps(params, indent=2), encoding="utf-8")
     with pd.option_context("display.width", 200):
-        sys.stdout.write(report[["target", "published_or_assumed", "simulated", "relative_residual"]].to_string() + "\n")
+        sys.stdout.write(
+            report[["target", "published_or_assumed", "simulated", "relative_residual"]].to_string() + "\n"
+        )
     if args.write:
         write_back(params, initial_amounts=healthy_initial_amounts(params))
         sys.stdout.write("wrote fitted values to models/ra_testis.ant and models/parameters.csv\n")
@@ -121,8 +125,17 @@ def _write_plot(tables: list[pd.DataFrame], path: str | Path, labels: list[str] 
 
 
 def _print_summary(table: pd.DataFrame, every_d: float = 30.0) -> None:
-    cols = [C.TIME_D, C.DOSES_GIVEN, C.PLASMA_ISOTRETINOIN, C.TESTIS_ATRA, C.STRA8, C.BTB_INTEGRITY,
-            C.SPERMIATION_EFFICIENCY, C.EJACULATE_CONCENTRATION, C.MOTILE_SPERM_PRESENT]
+    cols = [
+        C.TIME_D,
+        C.DOSES_GIVEN,
+        C.PLASMA_ISOTRETINOIN,
+        C.TESTIS_ATRA,
+        C.STRA8,
+        C.BTB_INTEGRITY,
+        C.SPERMIATION_EFFICIENCY,
+        C.EJACULATE_CONCENTRATION,
+        C.MOTILE_SPERM_PRESENT,
+    ]
     rows = table[(table[C.TIME_D] % every_d).abs() < 1e-9]
     short = {c: c.replace("_ng_per_mL", "").replace("_M_per_mL", "").replace("_rel", "") for c in cols}
     with pd.option_context("display.width", 200, "display.float_format", "{:.4g}".format):
@@ -130,8 +143,10 @@ def _print_summary(table: pd.DataFrame, every_d: float = 30.0) -> None:
         sys.stdout.write(rows[cols].rename(columns=short).to_string(index=False) + "\n")
     present = table.loc[table[C.MOTILE_SPERM_PRESENT], C.TIME_D]
     if len(present):
-        sys.stdout.write(f"motile sperm first present on day {present.iloc[0]:g}; "
-                         f"peak {table[C.EJACULATE_CONCENTRATION].max():.3g} million/mL\n")
+        sys.stdout.write(
+            f"motile sperm first present on day {present.iloc[0]:g}; "
+            f"peak {table[C.EJACULATE_CONCENTRATION].max():.3g} million/mL\n"
+        )
     else:
         sys.stdout.write("no motile sperm above the detection limit at any time\n")
 

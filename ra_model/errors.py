@@ -26,8 +26,8 @@ class UnknownNameError(RAModelError, KeyError):
         close = difflib.get_close_matches(name, known_list, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         place = f" in {where}" if where else ""
-        listing = "" if close else f" Known {kind}s: {', '.join(known_list[:40])}" + (
-            " ..." if len(known_list) > 40 else ""
+        listing = (
+            "" if close else f" Known {kind}s: {', '.join(known_list[:40])}" + (" ..." if len(known_list) > 40 else "")
         )
         self.kind = kind
         self.name = name

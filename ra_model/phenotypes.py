@@ -41,7 +41,9 @@ class Phenotype:
             values = getattr(self, group)
             for key, value in values.items():
                 if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                    raise InvalidValueError(f"phenotype {self.name!r}: {group}.{key} = {value!r} is not a finite number")
+                    raise InvalidValueError(
+                        f"phenotype {self.name!r}: {group}.{key} = {value!r} is not a finite number"
+                    )
                 if value < 0:
                     raise InvalidValueError(f"phenotype {self.name!r}: {group}.{key} = {value!r} must not be negative")
             object.__setattr__(self, group, MappingProxyType({k: float(v) for k, v in values.items()}))

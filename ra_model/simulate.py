@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ra_model import columns as C
-from ra_model.engine import DosePlan, Engine, SolverOptions
+from ra_model.engine import DosePlan, Engine
 from ra_model.errors import InvalidValueError, SimulationFailedError, UnknownNameError
 from ra_model.model import default_sbml, sbml_hash
 from ra_model.phenotypes import Phenotype, get_phenotype
@@ -217,7 +217,7 @@ def simulate(
                 engine.set_parameter(change.parameter, change.value)
         times = grid[(grid >= a) & (grid <= b)]
         try:
-            block = engine.simulate(times * 24, selections)
+            block = engine.simulate([float(t) * 24 for t in times], selections)
         except SimulationFailedError as exc:
             partial = _table(np.vstack(blocks), selections, species) if blocks else None
             err = SimulationFailedError(f"{context}: {exc}")
