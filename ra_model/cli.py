@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ra_model import columns as C
-from ra_model.errors import RAModelError
+from ra_model.errors import RAModelError, SimulationFailedError
 
 log = logging.getLogger("ra_model.cli")
 
@@ -198,8 +198,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except RAModelError as exc:
         sys.stderr.write(f"ra-model: error: {exc}\n")
-        from ra_model.errors import SimulationFailedError
-
         return 1 if isinstance(exc, SimulationFailedError) else 2
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import roadrunner
 
 from ra_model.errors import InvalidValueError, SimulationFailedError, UnknownNameError
+from ra_model.model import sbml_hash
 
 #: A time that is never reached (hours); disarms the dose event. Matches ``t_never`` in the model.
 T_NEVER_H = 1e9
@@ -85,6 +86,8 @@ class Engine:
         except RuntimeError as exc:
             raise SimulationFailedError(f"libroadrunner could not load the SBML: {exc}") from exc
         self.options = options or SolverOptions()
+        #: Short hash of the compiled SBML, recorded with every results table for provenance.
+        self.sbml_hash = sbml_hash(sbml)
         integrator = self._rr.integrator
         integrator.relative_tolerance = self.options.rtol
         integrator.absolute_tolerance = self.options.atol

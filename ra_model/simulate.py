@@ -15,7 +15,7 @@ import pandas as pd
 from ra_model import columns as C
 from ra_model.engine import DosePlan, Engine
 from ra_model.errors import InvalidValueError, SimulationFailedError, UnknownNameError
-from ra_model.model import default_sbml, sbml_hash
+from ra_model.model import default_sbml
 from ra_model.phenotypes import Phenotype, get_phenotype
 from ra_model.regimen import Regimen
 
@@ -166,7 +166,7 @@ def simulate(
     _check_positive("t_end_d", t_end_d)
     _check_positive("output_step_d", output_step_d)
     user = dict(overrides or {})
-    for name in list(user) + [c.parameter for c in changes]:
+    for name in (c.parameter for c in changes):  # checked up front: changes apply mid-run
         if name not in engine.defaults:
             raise UnknownNameError("parameter", name, engine.defaults)
     for change in changes:
@@ -219,12 +219,12 @@ def simulate(
         try:
             block = engine.simulate([float(t) * 24 for t in times], selections)
         except SimulationFailedError as exc:
-            partial = _table(np.vstack(blocks), selections, species) if blocks else None
+            partial = _table(np.vstack(blocks), species) if blocks else None
             err = SimulationFailedError(f"{context}: {exc}")
             err.partial = partial  # type: ignore[attr-defined]
             raise err from exc
         blocks.append(block if i == 0 else block[1:])
-    table = _table(np.vstack(blocks), selections, species)
+    table = _table(np.vstack(blocks), species)
     limit = engine.get("motile_detection_limit")
     table[C.MOTILE_SPERM_PRESENT] = table[C.MOTILE_CONCENTRATION] >= limit
     table.attrs.update(
@@ -235,13 +235,13 @@ def simulate(
         changes=[(c.t_d, c.parameter, c.value) for c in changes],
         dose_times_d=[t / 24 for t in regimen.dose_times_h()] if regimen else [],
         motile_detection_limit_M_per_mL=limit,
-        model_hash=sbml_hash(default_sbml()) if engine is default_engine() else "custom",
+        model_hash=engine.sbml_hash,
         solver={"rtol": engine.options.rtol, "atol": engine.options.atol},
     )
     return table
 
 
-def _table(data: np.ndarray, selections: Sequence[str], species: Sequence[str]) -> pd.DataFrame:
+def _table(data: np.ndarray, species: Sequence[str]) -> pd.DataFrame:
     names = [C.TIME_D, C.DOSES_GIVEN, *(o.column for o in C.OBSERVABLES), *(f"amount_{s}" for s in species)]
     frame = pd.DataFrame(data, columns=names)
     frame[C.TIME_D] = frame[C.TIME_D] / 24.0

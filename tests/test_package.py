@@ -116,3 +116,14 @@ def test_cli_demo(tmp_path, capsys) -> None:
     assert main(["demo", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "demo.png").exists()
     assert "motile sperm first present" in capsys.readouterr().out
+
+
+def test_bad_scheduled_changes() -> None:
+    from ra_model import ParameterChange
+
+    with pytest.raises(InvalidValueError, match="t_d"):
+        ParameterChange(t_d=0, parameter="retinol_plasma_uM", value=2.5)
+    with pytest.raises(UnknownNameError, match="retinol_plasma_uM"):
+        simulate("healthy", changes=[ParameterChange(t_d=5, parameter="retinol_plasma", value=2.5)], t_end_d=10)
+    with pytest.raises(InvalidValueError, match="lengthen t_end_d"):
+        simulate("healthy", changes=[ParameterChange(t_d=50, parameter="retinol_plasma_uM", value=2.5)], t_end_d=10)
