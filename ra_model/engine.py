@@ -90,10 +90,13 @@ class Engine:
         self.sbml_hash = sbml_hash(sbml)
         integrator = self._rr.integrator
         integrator.relative_tolerance = self.options.rtol
-        integrator.absolute_tolerance = self.options.atol
         integrator.maximum_num_steps = self.options.max_steps
         model = self._rr.model
         self.species_ids: tuple[str, ...] = tuple(model.getFloatingSpeciesIds())
+        # A scalar absolute tolerance is rescaled by libroadrunner to atol x |current amount| at
+        # every simulate() call, so a drained pool (1e-300) gets an impossible tolerance and CVODE
+        # fails (sys-bio/roadrunner#1349). A vector is used as given: one uniform atol per state.
+        integrator.setValue("absolute_tolerance", [self.options.atol] * len(self.species_ids))
         self.parameter_ids: tuple[str, ...] = tuple(model.getGlobalParameterIds())
         self.compartment_ids: tuple[str, ...] = tuple(model.getCompartmentIds())
         rules = set(self._rr.getAssignmentRuleIds())

@@ -158,10 +158,6 @@ def test_vitamin_a_deficiency_and_repletion() -> None:
 
 
 REPLETION_D = 20.0
-CHAIN_REASON = (
-    "known defect (issue 2 note): three compartments per phase make the linear chains too dispersed, so the "
-    "leading edge of a restarted wave reaches the detection limit after about 21 d instead of ~80 d"
-)
 
 
 def _repletion():
@@ -173,7 +169,6 @@ def _repletion():
     )
 
 
-@pytest.mark.xfail(strict=True, reason=CHAIN_REASON)
 def test_repletion_delay_is_spermatogenesis_plus_transit() -> None:
     table = _repletion()
     limit = table.attrs["motile_detection_limit_M_per_mL"]
@@ -205,7 +200,6 @@ def test_maturation_arrest_responds_to_20_mg_bid(arrest_runs) -> None:
     assert treated[C.MOTILE_SPERM_PRESENT].any()
 
 
-@pytest.mark.xfail(strict=True, reason=CHAIN_REASON)
 def test_maturation_arrest_first_sperm_not_before_a_month(arrest_runs) -> None:
     _, treated = arrest_runs
     first = treated.loc[treated[C.MOTILE_SPERM_PRESENT], C.TIME_D].iloc[0]

@@ -127,3 +127,17 @@ def test_bad_scheduled_changes() -> None:
         simulate("healthy", changes=[ParameterChange(t_d=5, parameter="retinol_plasma", value=2.5)], t_end_d=10)
     with pytest.raises(InvalidValueError, match="lengthen t_end_d"):
         simulate("healthy", changes=[ParameterChange(t_d=50, parameter="retinol_plasma_uM", value=2.5)], t_end_d=10)
+
+
+def test_a_drained_pool_does_not_tighten_the_tolerance(engine: Engine) -> None:
+    """libroadrunner rescales a scalar atol by each current amount (roadrunner#1349); we pin a vector.
+
+    With the rescaling, a pool holding 1e-300 nmol gets a 1e-312 tolerance and CVODE stops at t = 0.
+    """
+    engine.fresh(initial_amounts={"Iso_p": 1e-300, "Gut_iso": 1e-310, "atRA_p": 1e-290})
+    out = engine.simulate([0.0, 24.0], ["Iso_p"])
+    assert out[-1, 1] > 0  # refilled from plasma: the run got past t = 0
+    table = simulate(
+        "healthy", "20 mg bid for 10 d", t_end_d=20, overrides={"R_endo_at": 0.0, "R_endo_cis": 0.0, "Vmax_aldh1a": 0.0}
+    )
+    assert table[C.DOSES_GIVEN].iloc[-1] == 20
