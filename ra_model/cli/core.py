@@ -1,4 +1,4 @@
-"""The ra-model command line: parses arguments, calls the library, writes files, returns an exit code."""
+"""The core ``ra-model`` commands: simulate, demo, phenotypes, parameters and calibrate."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from pathlib import Path
 import pandas as pd
 
 from ra_model import columns as C
-from ra_model.errors import RAModelError, SimulationFailedError
 
 log = logging.getLogger("ra_model.cli")
 
 
-def _overrides(pairs: Sequence[str]) -> dict[str, float]:
+def parse_overrides(pairs: Sequence[str]) -> dict[str, float]:
+    """Turn ``NAME=VALUE`` strings from ``--set`` into a dict of floats."""
     values: dict[str, float] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
@@ -33,10 +33,10 @@ def _overrides(pairs: Sequence[str]) -> dict[str, float]:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from ra_model.simulate import simulate
 
-    table = simulate(args.phenotype, args.regimen, t_end_d=args.days, overrides=_overrides(args.set))
-    _write_table(table, args.out)
+    table = simulate(args.phenotype, args.regimen, t_end_d=args.days, overrides=parse_overrides(args.set))
+    write_table(table, args.out)
     if args.plot:
-        _write_plot([table], args.plot)
+        write_plot([table], args.plot)
     _print_summary(table)
     return 0
 
@@ -50,8 +50,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     untreated = simulate("maturation_arrest", None, t_end_d=365)
     treated = simulate("maturation_arrest", regimen, t_end_d=365)
     _print_summary(treated, every_d=30)
-    _write_table(treated, out / "demo_maturation_arrest_20mg_bid.csv")
-    _write_plot(
+    write_table(treated, out / "demo_maturation_arrest_20mg_bid.csv")
+    write_plot(
         [untreated, treated], out / "demo.png", labels=["maturation arrest, no drug", f"maturation arrest, {regimen}"]
     )
     return 0
@@ -78,7 +78,7 @@ def _cmd_parameters(args: argparse.Namespace) -> int:
     if args.category:
         table = table[table["category"] == args.category]
     if args.out:
-        _write_table(table, args.out)
+        write_table(table, args.out)
     else:
         with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
             sys.stdout.write(table[["id", "value", "unit", "lower", "upper", "source"]].to_string(index=False) + "\n")
@@ -103,7 +103,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_table(table: pd.DataFrame, path: str | Path) -> None:
+def write_table(table: pd.DataFrame, path: str | Path) -> None:
+    """Write a results table as CSV, with its ``attrs`` (units, provenance) beside it as JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
@@ -114,7 +115,8 @@ def _write_table(table: pd.DataFrame, path: str | Path) -> None:
     sys.stdout.write(f"wrote {path}\n")
 
 
-def _write_plot(tables: list[pd.DataFrame], path: str | Path, labels: list[str] | None = None) -> None:
+def write_plot(tables: list[pd.DataFrame], path: str | Path, labels: list[str] | None = None) -> None:
+    """Draw the standard time-course panel for one or more tables and save it as an image."""
     from ra_model.plotting import plot_timecourse
 
     path = Path(path)
@@ -151,12 +153,8 @@ def _print_summary(table: pd.DataFrame, every_d: float = 30.0) -> None:
         sys.stdout.write("no motile sperm above the detection limit at any time\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of ``ra-model``."""
-    parser = argparse.ArgumentParser(prog="ra-model", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the core commands to the ``ra-model`` sub-command parser."""
     p = sub.add_parser("simulate", help="simulate a phenotype under a regimen")
     p.add_argument("--phenotype", default="healthy", help="preset name (see `ra-model phenotypes`)")
     p.add_argument("--regimen", default=None, help='e.g. "20 mg bid for 180 d"; omit for no drug')
@@ -182,24 +180,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default="calibration_report", help="folder for the fit report")
     p.add_argument("--write", action="store_true", help="write fitted values back to models/")
     p.set_defaults(func=_cmd_calibrate)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``ra-model``; return the exit code (0 ok, 2 bad input, 1 simulation failure)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-        return int(args.func(args))
-    except argparse.ArgumentTypeError as exc:
-        parser.print_usage(sys.stderr)
-        sys.stderr.write(f"ra-model: error: {exc}\n")
-        return 2
-    except RAModelError as exc:
-        sys.stderr.write(f"ra-model: error: {exc}\n")
-        return 1 if isinstance(exc, SimulationFailedError) else 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
