@@ -51,6 +51,8 @@ STAGE_PARAMETERS: dict[str, tuple[str, ...]] = {
     "healthy": ("R_endo_at", "R_endo_cis", "PS_cis_in", "Vmax_aldh1a", "k_cyp26_syn", "Vmax_stra6", "Vmax_rdh10"),
     "germ": ("stem_niche",),
 }
+#: Stages of the same target file fitted by other modules (skipped here).
+OTHER_STAGES = {"population": "ra_model.calibrate_population"}
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,9 @@ def read_targets(path: Path | None = None) -> list[Target]:
         for r in rows
     ]
     for t in targets:
-        if t.stage not in STAGE_PARAMETERS:
+        if t.stage not in STAGE_PARAMETERS and t.stage not in OTHER_STAGES:
             raise InvalidValueError(f"{path}: target {t.id!r} has unknown stage {t.stage!r}")
-    return targets
+    return [t for t in targets if t.stage in STAGE_PARAMETERS]
 
 
 def single_dose_metrics(engine: Engine, params: Mapping[str, float], *, dose_mg: float, fed: bool) -> dict[str, float]:

@@ -1,0 +1,133 @@
+"""The ``ra-model run`` and ``ra-model experiments`` commands: run a scenario file, list the shipped ones."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger("ra_model.cli")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item"):
+        return _json_safe(value.item())
+    return value
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ra_model.experiments import load_experiment, run_experiment
+    from ra_model.plot_cohort import close, experiment_figures
+
+    experiment = load_experiment(Path(args.file), reduced=args.reduced)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sys.stderr.write(f"running {experiment.id} ({experiment.kind}){' at reduced size' if args.reduced else ''}\n")
+    result = run_experiment(experiment, work_dir=out / "sweep", workers=args.workers, progress=not args.no_progress)
+    result.results.to_csv(out / "results.csv", index=False)
+    result.summary.to_csv(out / "summary.csv", index=False)
+    summary: dict[str, Any] = {"experiment": experiment.id, "summary": result.summary.to_dict(orient="records")}
+    for name, table in result.tables.items():
+        table.to_csv(out / f"{name}.csv", index=False)
+        summary[name] = table.to_dict(orient="records")
+    (out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2, default=str), encoding="utf-8")
+    (out / "inputs.json").write_text(
+        json.dumps(_json_safe(dict(result.inputs)), indent=2, default=str), encoding="utf-8"
+    )
+    (out / f"{experiment.id}.toml").write_text(experiment.text, encoding="utf-8")
+    figures = experiment_figures(result)
+    for name, fig in figures.items():
+        fig.savefig(out / f"{name}.png", dpi=110)
+    close(figures)
+    failures = result.tables.get("failures")
+    if failures is not None and len(failures):
+        sys.stderr.write(f"{len(failures)} patient(s) failed; see {out / 'failures.csv'}\n")
+        for _, row in failures.head(5).iterrows():
+            params = {k: v for k, v in row.items() if k not in ("message", "status")}
+            sys.stderr.write(f"  {row['sample_id']}: {row['message']}\n    parameters: {params}\n")
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3g}".format):
+        shown = result.tables.get("comparison", result.summary)
+        sys.stdout.write(shown.to_string(index=False) + "\n")
+    sys.stdout.write(f"wrote {out}/ (results.csv, summary.csv, summary.json, inputs.json, {len(figures)} figure(s))\n")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from ra_model.experiments import experiments_dir, list_experiments
+
+    folder = Path(args.folder) if args.folder else experiments_dir()
+    for exp in list_experiments(folder):
+        sys.stdout.write(f"{exp.id}  [{exp.kind}]\n  {exp.description}\n")
+    return 0
+
+
+def _cmd_calibrate_population(args: argparse.Namespace) -> int:
+    from ra_model.calibrate_population import calibrate_population, write_back
+    from ra_model.experiments import load_experiment
+    from ra_model.plot_cohort import close, plot_population_fit
+
+    experiment = load_experiment(Path(args.experiment)) if args.experiment else None
+    fit = calibrate_population(
+        parameters=args.parameter or ("cyp26_expr",),
+        experiment=experiment,
+        n_per_histology=args.n,
+        grid_points=args.grid,
+        workers=args.workers,
+    )
+    out = Path(args.report)
+    out.mkdir(parents=True, exist_ok=True)
+    fit.report.to_csv(out / "population_fit_report.csv", index=False)
+    fit.trace.to_csv(out / "population_fit_trace.csv", index=False)
+    fig = plot_population_fit(fit.report, fit.trace)
+    fig.savefig(out / "population_fit.png", dpi=110)
+    close({"fit": fig})
+    (out / "population_fit.json").write_text(
+        json.dumps(_json_safe({"fitted_log_sd": fit.fitted, "n_per_histology": fit.n_per_histology}), indent=2),
+        encoding="utf-8",
+    )
+    with pd.option_context("display.width", 200, "display.float_format", "{:.3g}".format):
+        sys.stdout.write(fit.report[["target", "published_or_assumed", "simulated", "residual"]].to_string() + "\n")
+    sys.stdout.write(f"fitted log_sd: {fit.fitted}\n")
+    if args.write:
+        for line in write_back(fit):
+            sys.stdout.write(f"wrote models/population.toml: {line}\n")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``run`` and ``experiments`` to the ``ra-model`` sub-command parser."""
+    p = sub.add_parser("run", help="run an experiment file (experiments/<id>.toml)")
+    p.add_argument("file", help="the experiment TOML file")
+    p.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume a cohort)")
+    p.add_argument("--reduced", action="store_true", help="use the file's [reduced] table (quick run)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "calibrate-population", help="fit uncertain between-person spreads to the trial's response rates"
+    )
+    p.add_argument("--parameter", action="append", default=[], help="variability entry to fit (default cyp26_expr)")
+    p.add_argument("--experiment", default=None, help="cohort experiment giving the setting (default jessup2025)")
+    p.add_argument("--n", type=int, default=20, help="candidate men per histology per evaluation (default 20)")
+    p.add_argument("--grid", type=int, default=5, help="grid points per parameter (default 5)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--report", default="population_fit", help="folder for the fit report")
+    p.add_argument("--write", action="store_true", help="write the fitted values to models/population.toml")
+    p.set_defaults(func=_cmd_calibrate_population)
+
+    p = sub.add_parser("experiments", help="list the shipped experiments")
+    p.add_argument("--folder", default=None, help="another folder of experiment files")
+    p.set_defaults(func=_cmd_list)

@@ -1,0 +1,96 @@
+"""The ``ra-model export sbml``, ``ra-model export omex`` and ``ra-model check`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ra_model.cli.core import parse_overrides
+
+log = logging.getLogger("ra_model.cli")
+
+
+def _cmd_export_sbml(args: argparse.Namespace) -> int:
+    from ra_model.sbml_export import export_sbml
+
+    text = export_sbml(
+        phenotype=args.phenotype,
+        regimen=args.regimen,
+        overrides=parse_overrides(args.set),
+        annotate=not args.no_annotations,
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    sys.stdout.write(f"wrote {out}\n")
+    return 0
+
+
+def _cmd_export_omex(args: argparse.Namespace) -> int:
+    from ra_model.omex import Scenario, experiment_file_scenarios, slug, standard_experiments, write_omex
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    experiments: dict[str, list[Scenario]] = {}
+    if args.phenotype or args.regimen:
+        phenotype = args.phenotype or "healthy"
+        label = f"{phenotype}__{slug(args.regimen)}"
+        experiments[label] = [
+            Scenario(label=label, phenotype=phenotype, regimen=args.regimen, t_end_d=args.days, output_step_d=args.step)
+        ]
+    else:
+        experiments.update(standard_experiments())
+        folder = Path(args.experiments)
+        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+            scenarios = experiment_file_scenarios(path)
+            if isinstance(scenarios, str):
+                sys.stdout.write(f"skipped {path}: {scenarios}\n")
+                continue
+            experiments[path.stem] = scenarios
+    for name, scenarios in experiments.items():
+        path = write_omex(out / f"{name}.omex", scenarios)
+        sys.stdout.write(f"wrote {path}\n")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from ra_model.check import format_report, run_checks
+
+    results = run_checks(Path(args.model) if args.model else None, copasi=not args.no_copasi)
+    sys.stdout.write(format_report(results) + "\n")
+    return 1 if any(r.failed for r in results) else 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``export sbml``, ``export omex`` and ``check`` to the ``ra-model`` sub-command parser."""
+    export = sub.add_parser("export", help="export the model as SBML or COMBINE/OMEX archives")
+    kinds = export.add_subparsers(dest="export_kind", required=True)
+
+    p = kinds.add_parser("sbml", help="annotated SBML L3V2; with --phenotype/--regimen, a scenario")
+    p.add_argument("--out", required=True, help="SBML file to write")
+    p.add_argument("--phenotype", default=None, help="carry this preset's parameters and untreated steady state")
+    p.add_argument("--regimen", default=None, help='carry this regimen in the dose event, e.g. "20 mg bid for 180 d"')
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="parameter override")
+    p.add_argument("--no-annotations", action="store_true", help="leave out MIRIAM/SBO annotations and notes")
+    p.set_defaults(func=_cmd_export_sbml)
+
+    p = kinds.add_parser(
+        "omex",
+        help="one COMBINE archive (SBML + SED-ML + manifest + metadata) per experiment",
+        description="Without --phenotype/--regimen: every phenotype preset with no drug and with 20 mg bid for "
+        "180 d, plus every single-scenario file in --experiments.",
+    )
+    p.add_argument("--out", required=True, help="folder for the .omex files")
+    p.add_argument("--phenotype", default=None, help="only this phenotype (one archive)")
+    p.add_argument("--regimen", default=None, help="only this regimen (one archive)")
+    p.add_argument("--days", type=float, default=365.0, help="simulated time for --phenotype/--regimen (365)")
+    p.add_argument("--step", type=float, default=1.0, help="output step in days for --phenotype/--regimen (1)")
+    p.add_argument("--experiments", default="experiments", help="folder of scenario files (default ./experiments)")
+    p.set_defaults(func=_cmd_export_omex)
+
+    p = sub.add_parser("check", help="model health report: validation, units, annotations, events, COPASI")
+    p.add_argument("model", nargs="?", default=None, help="SBML file to check (default: the shipped model's export)")
+    p.add_argument("--no-copasi", action="store_true", help="skip the quick COPASI agreement run")
+    p.set_defaults(func=_cmd_check)
