@@ -10,7 +10,7 @@ simulated for 365 days with daily output.
     way as ra_model (1000-d blocks until the last year changes < 1e-6), then arm the dose event and
     give the t = 0 dose by hand (a plain reset() keeps the event's exhausted counters: no doses; a
     resetAll() fires the t = 0 dose before new values are set). Every sample is checked to get 360 doses.
-(b) exact: ``run_sweep(fast=False, workers=W)``: warm worker processes, discrete doses, rtol 1e-8.
+(b) exact: ``run_sweep(fast=False, workers=W)``: warm worker processes, discrete doses, rtol 1e-6 (SWEEP_RTOL).
 (c) fast: ``run_sweep(fast=True, workers=W)``: exact doses for 4 days, then the mean infusion, rtol 1e-6.
 
 Accuracy is measured on the first ``--n-accuracy`` samples against a reference at rtol 1e-10 / atol
@@ -39,7 +39,7 @@ from ra_model.metrics import BUILTIN_METRICS, peak_ejaculate_concentration, resp
 from ra_model.model import ANTIMONY_FILE, default_sbml, model_dir
 from ra_model.phenotypes import get_phenotype
 from ra_model.simulate import LEDGER_SPECIES, MAX_PREEQ_BLOCKS, PREEQ_BLOCK_D, PREEQ_FLOOR, PREEQ_RTOL, simulate
-from ra_model.sweep import run_sweep
+from ra_model.sweep import run_sweep, worker_engine
 
 PHENOTYPE = "maturation_arrest"
 REGIMEN = "20 mg bid for 180 d"
@@ -235,7 +235,7 @@ def main() -> int:
         if nt is None:
             continue
         refs.append(simulate(PHENOTYPE, REGIMEN, t_end_d=T_END_D, overrides=v, engine=ref_engine))
-        exacts.append(simulate(PHENOTYPE, REGIMEN, t_end_d=T_END_D, overrides=v))
+        exacts.append(simulate(PHENOTYPE, REGIMEN, t_end_d=T_END_D, overrides=v, engine=worker_engine()))
         fasts.append(simulate_fast(PHENOTYPE, REGIMEN, t_end_d=T_END_D, overrides=v, engine=fast_engine()))
         naives.append(nt)
     print(f"\naccuracy on {len(refs)} samples vs rtol 1e-10 reference (max relative error over all times):")

@@ -75,3 +75,15 @@ UNITS: dict[str, str] = {
     MOTILE_SPERM_PRESENT: "bool",
     **{o.column: o.unit for o in OBSERVABLES},
 }
+
+
+#: The panels of the standard time-course figure, in order: (column, title, log scale). Drawn by
+#: ``ra_model.plotting`` (matplotlib) and by the explorer (Bokeh).
+STANDARD_PANELS: tuple[tuple[str, str, bool], ...] = (
+    (PLASMA_ISOTRETINOIN, "Plasma isotretinoin (ng/mL)", False),
+    (TESTIS_ATRA, "Testis all-trans RA (nM)", False),
+    (STRA8, "STRA8 (relative to healthy)", False),
+    (BTB_INTEGRITY, "Blood-testis barrier integrity", False),
+    (SPERMIATION_EFFICIENCY, "Spermiation efficiency", False),
+    (EJACULATE_CONCENTRATION, "Ejaculate sperm (million/mL)", True),
+)

@@ -46,7 +46,7 @@ AGREEMENT_FLOOR = 1e-9
 @lru_cache(maxsize=1)
 def _basico() -> ModuleType:
     saved = locale.setlocale(locale.LC_CTYPE)
-    import basico  # type: ignore[import-untyped]
+    import basico
 
     locale.setlocale(locale.LC_CTYPE, saved)  # basico sets "C"; keep UTF-8 as Python's default text encoding
     module: ModuleType = basico

@@ -194,7 +194,7 @@ def make_design(
         bounds = np.asarray(problem["bounds"], dtype=float)
         unit = bounds[:, 0] + rng.random((n, len(ranges))) * (bounds[:, 1] - bounds[:, 0])
     elif design == "latin":
-        from SALib.sample import latin  # type: ignore[import-untyped]
+        from SALib.sample import latin
 
         unit = latin.sample(problem, n, seed=seed)
     elif design == "sobol":

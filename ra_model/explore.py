@@ -80,15 +80,8 @@ BASELINE_SAME_REGIMEN = "phenotype defaults, same regimen"
 BASELINES: tuple[str, ...] = (BASELINE_UNTREATED, BASELINE_SAME_REGIMEN)
 #: Floor for drawing concentrations on the log axis (display only; the table keeps zeros).
 LOG_AXIS_FLOOR = 1e-6
-#: The standard panels drawn in the page: (column, title, log scale); same set as ra_model.plotting.
-PANELS: tuple[tuple[str, str, bool], ...] = (
-    (C.PLASMA_ISOTRETINOIN, "Plasma isotretinoin (ng/mL)", False),
-    (C.TESTIS_ATRA, "Testis all-trans RA (nM)", False),
-    (C.STRA8, "STRA8 (relative to healthy)", False),
-    (C.BTB_INTEGRITY, "Blood-testis barrier integrity", False),
-    (C.SPERMIATION_EFFICIENCY, "Spermiation efficiency", False),
-    (C.EJACULATE_CONCENTRATION, "Ejaculate sperm (million/mL)", True),
-)
+#: The standard panels drawn in the page: (column, title, log scale); the same set as ra_model.plotting.
+PANELS = C.STANDARD_PANELS
 
 # The shared default engine is not thread-safe; sessions and callers in other threads take turns.
 _SIMULATE_LOCK = threading.Lock()

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-import libcombine  # type: ignore[import-untyped]
-import libsedml  # type: ignore[import-untyped]
+import libcombine
+import libsedml
 import numpy as np
 import pandas as pd
 
@@ -293,7 +293,7 @@ def run_omex_tellurium(path: Path) -> dict[str, pd.DataFrame]:
 
     Tables have ``time_d``, ``doses_given`` and the observable columns, like ``simulate()``.
     """
-    import tellurium as te  # type: ignore[import-untyped]
+    import tellurium as te
 
     raw = te.executeCombineArchive(str(path), createOutputs=False, saveOutputs=False)
     generators: dict[str, object] = {}

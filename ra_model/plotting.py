@@ -13,15 +13,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from ra_model import columns as C  # noqa: E402
 
-#: The panels of the standard figure: (column, title, log scale).
-STANDARD_PANELS: tuple[tuple[str, str, bool], ...] = (
-    (C.PLASMA_ISOTRETINOIN, "Plasma isotretinoin (ng/mL)", False),
-    (C.TESTIS_ATRA, "Testis all-trans RA (nM)", False),
-    (C.STRA8, "STRA8 (relative to healthy)", False),
-    (C.BTB_INTEGRITY, "Blood-testis barrier integrity", False),
-    (C.SPERMIATION_EFFICIENCY, "Spermiation efficiency", False),
-    (C.EJACULATE_CONCENTRATION, "Ejaculate sperm (million/mL)", True),
-)
+#: The panels of the standard figure (defined with the column names).
+STANDARD_PANELS = C.STANDARD_PANELS
 
 
 def plot_timecourse(tables: pd.DataFrame | Sequence[pd.DataFrame], *, labels: Sequence[str] | None = None) -> Figure:

@@ -98,7 +98,7 @@ def sobol_indices(
         metric: Name for the ``metric`` column.
         seed: Seed of the bootstrap.
     """
-    from SALib.analyze import sobol  # type: ignore[import-untyped]
+    from SALib.analyze import sobol
 
     problem, _ = _sampling_space(samples)
     y = np.asarray(values, dtype=float)

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ra_model.engine import Engine
+from ra_model.engine import Engine, SolverOptions
 from ra_model.errors import InvalidValueError, RAModelError, UnknownNameError
 from ra_model.metrics import Metric
 from ra_model.model import default_sbml, read_parameter_table, sbml_hash
@@ -63,7 +63,12 @@ PROVENANCE_FILE = "provenance.json"
 CHUNK_GLOB = "chunk-*.parquet"
 
 #: Settings that must match for a sweep directory to be resumed.
-_RESUME_KEYS = ("model_hash", "phenotype", "regimen", "t_end_d", "output_step_d", "metrics", "fast")
+_RESUME_KEYS = ("model_hash", "phenotype", "regimen", "t_end_d", "output_step_d", "metrics", "fast", "rtol")
+
+#: Solver of the exact path of a sweep: discrete doses, CVODE at rtol 1e-6. Against an rtol 1e-10
+#: reference the largest relative error on any observable is about 1e-4 (benchmarks/bench_sweep.py),
+#: inside the 1e-3 a sweep needs, at about 60% of the cost of ``simulate()``'s default rtol 1e-8.
+SWEEP_RTOL = 1e-6
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +81,7 @@ class _Settings:
     output_step_d: float
     metrics: tuple[tuple[str, Metric], ...]
     fast: bool
+    rtol: float
     parameter_columns: tuple[str, ...]
     meta_columns: tuple[str, ...]
 
@@ -84,16 +90,18 @@ class _Settings:
 _LOCAL = threading.local()
 
 
-def worker_engine(*, fast: bool = False) -> Engine:
+def worker_engine(*, fast: bool = False, rtol: float = SWEEP_RTOL) -> Engine:
     """Return this thread's compiled engine for the exact or fast path, compiling it on first use.
 
     Each worker process (or Dask worker thread) compiles the model once and keeps it; the main
-    thread shares the process-wide engine of :func:`ra_model.simulate.default_engine`.
+    thread shares the process-wide engine of :func:`ra_model.simulate.default_engine` when the
+    tolerance is the same.
 
     Args:
         fast: The engine of the fast path (looser tolerances, see :mod:`ra_model.fastpath`).
+        rtol: Relative tolerance of the exact path.
     """
-    key = "fast" if fast else "exact"
+    key = "fast" if fast else f"exact-{rtol:g}"
     engines: dict[str, Engine] | None = getattr(_LOCAL, "engines", None)
     if engines is None:
         engines = {}
@@ -104,19 +112,21 @@ def worker_engine(*, fast: bool = False) -> Engine:
             from ra_model.fastpath import fast_engine, fast_engine_options, fast_sbml
 
             engines[key] = fast_engine() if main else Engine(fast_sbml(), options=fast_engine_options())
-        elif main:
+        else:
             from ra_model.simulate import default_engine
 
-            engines[key] = default_engine()
-        else:
-            engines[key] = Engine(default_sbml())
+            shared = default_engine() if main else None
+            if shared is not None and shared.options.rtol == rtol:
+                engines[key] = shared
+            else:
+                engines[key] = Engine(default_sbml(), options=SolverOptions(rtol=rtol))
     return engines[key]
 
 
-def _init_worker(fast: bool) -> None:
+def _init_worker(fast: bool, rtol: float) -> None:
     """Process-pool initializer: compile the model once, before the first sample arrives."""
     logging.getLogger("roadrunner").setLevel(logging.ERROR)
-    worker_engine(fast=fast)
+    worker_engine(fast=fast, rtol=rtol)
 
 
 # --------------------------------------------------------------------------- one sample
@@ -156,7 +166,7 @@ def _run_one(row: Mapping[str, Any], settings: _Settings) -> dict[str, Any]:
                 t_end_d=settings.t_end_d,
                 overrides=overrides,
                 output_step_d=settings.output_step_d,
-                engine=worker_engine(fast=False),
+                engine=worker_engine(fast=False, rtol=settings.rtol),
             )
         values: dict[str, Any] = {}
         for name, metric in settings.metrics:
@@ -211,6 +221,7 @@ def run_sweep(
     workers: int | None = None,
     client: distributed.Client | str | None = None,
     fast: bool = False,
+    rtol: float = SWEEP_RTOL,
     progress: bool = True,
     chunk_size: int = 50,
 ) -> pd.DataFrame:
@@ -232,6 +243,7 @@ def run_sweep(
         workers: Local worker processes (None = all cores; 1 = in this process).
         client: A ``distributed.Client`` or a scheduler address; overrides ``workers``.
         fast: Use the fast path (:mod:`ra_model.fastpath`) instead of exact discrete dosing.
+        rtol: Relative tolerance of the exact path (default :data:`SWEEP_RTOL`; ``simulate()`` uses 1e-8).
         progress: Show a tqdm progress bar with ETA on stderr.
         chunk_size: Samples per task and per Parquet chunk (smaller chunks are used when there are
             too few samples to keep every worker busy).
@@ -245,7 +257,7 @@ def run_sweep(
         InvalidValueError: Bad samples table, settings or out_dir contents from another sweep.
         UnknownNameError: An input column that is not a parameter, phenotype or metric name.
     """
-    settings = _validate(samples, metrics, phenotype, regimen, t_end_d, output_step_d, fast, chunk_size)
+    settings = _validate(samples, metrics, phenotype, regimen, t_end_d, output_step_d, fast, chunk_size, rtol)
     provenance = _provenance(samples, settings, n=len(samples))
     rows = _rows(samples, settings)
 
@@ -312,7 +324,7 @@ def _execute(
         max_workers=min(n_workers, len(chunks)),
         mp_context=context,
         initializer=_init_worker,
-        initargs=(settings.fast,),
+        initargs=(settings.fast, settings.rtol),
     ) as pool:
         futures = [pool.submit(_run_chunk, chunk, settings) for chunk in chunks]
         try:
@@ -370,7 +382,12 @@ def _validate(
     output_step_d: float,
     fast: bool,
     chunk_size: int,
+    rtol: float,
 ) -> _Settings:
+    if not (isinstance(rtol, float) and 1e-12 <= rtol <= 1e-3):
+        raise InvalidValueError(
+            f"rtol = {rtol!r}; use a float between 1e-12 and 1e-3 (sweeps default to {SWEEP_RTOL:g})"
+        )
     if not isinstance(samples, pd.DataFrame):
         raise InvalidValueError(f"samples must be a pandas DataFrame, not {type(samples).__name__}")
     if SAMPLE_ID not in samples.columns:
@@ -434,6 +451,7 @@ def _validate(
         output_step_d=float(output_step_d),
         metrics=tuple(metrics.items()),
         fast=bool(fast),
+        rtol=float(rtol),
         parameter_columns=tuple(parameter_columns),
         meta_columns=tuple(meta_columns),
     )
@@ -469,6 +487,7 @@ def _provenance(samples: pd.DataFrame, settings: _Settings, *, n: int) -> dict[s
         "output_step_d": settings.output_step_d,
         "metrics": [name for name, _ in settings.metrics],
         "fast": settings.fast,
+        "rtol": settings.rtol,
         "n_samples": n,
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }

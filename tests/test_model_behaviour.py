@@ -237,3 +237,26 @@ def test_nothing_goes_negative(engine: Engine, phenotype: str, regimen: str | No
     numeric = table.drop(columns=[C.MOTILE_SPERM_PRESENT])
     # CVODE round-off in drained pools stays below its absolute tolerance; anything larger is a bug.
     assert numeric.to_numpy().min() >= -10 * engine.options.atol
+
+
+# ---------------------------------------------------------------- the ejaculate threshold (Silber 2000)
+def test_hypospermatogenesis_makes_sperm_but_is_azoospermic_untreated() -> None:
+    table = simulate("hypospermatogenesis", None, t_end_d=60, output_step_d=5)
+    assert table[C.DAILY_SPERM_PRODUCTION].min() > 1.0  # all stages present, a few million a day
+    assert not table[C.MOTILE_SPERM_PRESENT].any()
+
+
+@pytest.mark.parametrize("niche_scale", [0.15, 0.3, 1.0])
+def test_above_the_threshold_the_ejaculate_carries_the_excess(engine: Engine, niche_scale: float) -> None:
+    """Steady state: sperm released beyond the saturated duct loss pass the epididymis unchanged.
+
+    released R = daily production x spermiation efficiency / 24 (Mcell/h); cauda inflow = R - Vmax;
+    cauda content = inflow / k_cauda; concentration = ejaculate_fraction x cauda / volume.
+    """
+    p = engine.defaults
+    table = simulate("healthy", None, t_end_d=10, overrides={"stem_niche": niche_scale * p["stem_niche"]})
+    row = table.iloc[-1]
+    released = row[C.DAILY_SPERM_PRODUCTION] * row[C.SPERMIATION_EFFICIENCY] / 24
+    assert released > p["Vmax_duct_loss"]
+    expected = p["ejaculate_fraction"] * (released - p["Vmax_duct_loss"]) / p["k_cauda"] / p["ejaculate_volume_mL"]
+    assert row[C.EJACULATE_CONCENTRATION] == pytest.approx(expected, rel=2e-3)

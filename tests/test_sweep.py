@@ -16,7 +16,7 @@ from ra_model import metrics as M
 from ra_model.errors import InvalidValueError, UnknownNameError
 from ra_model.metrics import BUILTIN_METRICS, peak_ejaculate_concentration, resolve_metric, responder
 from ra_model.simulate import simulate
-from ra_model.sweep import run_sweep
+from ra_model.sweep import run_sweep, worker_engine
 
 REGIMEN = "20 mg bid for 30 d"
 T_END_D = 60.0
@@ -76,6 +76,7 @@ def test_sweep_rows_equal_simulate_and_metrics() -> None:
             REGIMEN,
             t_end_d=T_END_D,
             overrides={"cyp26_expr": row["cyp26_expr"], "stra6_expr": row["stra6_expr"]},
+            engine=worker_engine(),  # the sweep's exact path: same model, rtol SWEEP_RTOL
         )
         assert row["peak_ejaculate_concentration"] == table[C.EJACULATE_CONCENTRATION].max()
         assert row["responder"] == bool(table[C.MOTILE_SPERM_PRESENT].any())
@@ -100,8 +101,8 @@ def test_per_row_phenotype_and_regimen() -> None:
         {"sample_id": ["untreated", "treated"], "phenotype": [PHENOTYPE, PHENOTYPE], "regimen": ["", REGIMEN]}
     )
     result = run_sweep(samples, metrics={"auc": M.testis_atRA_auc}, t_end_d=T_END_D, workers=1, progress=False)
-    untreated = simulate(PHENOTYPE, None, t_end_d=T_END_D)
-    treated = simulate(PHENOTYPE, REGIMEN, t_end_d=T_END_D)
+    untreated = simulate(PHENOTYPE, None, t_end_d=T_END_D, engine=worker_engine())
+    treated = simulate(PHENOTYPE, REGIMEN, t_end_d=T_END_D, engine=worker_engine())
     assert result["auc"].iloc[0] == pytest.approx(M.testis_atRA_auc(untreated), rel=1e-12)
     assert result["auc"].iloc[1] == pytest.approx(M.testis_atRA_auc(treated), rel=1e-12)
     assert result["auc"].iloc[1] > result["auc"].iloc[0]
