@@ -30,6 +30,7 @@ import math
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -122,8 +123,8 @@ _CHECK_WEIGHT_KG = 70.0
 
 
 def experiments_dir() -> Path:
-    """Return the ``experiments/`` folder of the source tree (it is not packaged)."""
-    return Path(__file__).resolve().parent.parent / "experiments"
+    """Return the folder of the shipped experiment files (``experiments/``, packaged as ``ra_model._experiments``)."""
+    return Path(str(resources.files("ra_model._experiments")))
 
 
 # --------------------------------------------------------------------------- schema

@@ -378,10 +378,11 @@ def test_cli_opens_the_browser_unless_told_not_to(
     assert main(["explore", "--port", "70000"]) == 2
 
 
-def test_cli_command_prints_the_url_and_serves_the_page() -> None:
+def test_cli_command_prints_the_url_and_serves_the_page(tmp_path) -> None:
     code = "import sys; from ra_model.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "explore", "--no-browser"],
+        cwd=tmp_path,  # not the repository, so the installed package (with its data) is imported
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -42,7 +42,9 @@ def _cmd_export_omex(args: argparse.Namespace) -> int:
         ]
     else:
         experiments.update(standard_experiments())
-        folder = Path(args.experiments)
+        from ra_model.experiments import experiments_dir
+
+        folder = Path(args.experiments) if args.experiments else experiments_dir()
         for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
             scenarios = experiment_file_scenarios(path)
             if isinstance(scenarios, str):
@@ -87,7 +89,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--regimen", default=None, help="only this regimen (one archive)")
     p.add_argument("--days", type=float, default=365.0, help="simulated time for --phenotype/--regimen (365)")
     p.add_argument("--step", type=float, default=1.0, help="output step in days for --phenotype/--regimen (1)")
-    p.add_argument("--experiments", default="experiments", help="folder of scenario files (default ./experiments)")
+    p.add_argument("--experiments", default=None, help="folder of scenario files (default: the shipped experiments/)")
     p.set_defaults(func=_cmd_export_omex)
 
     p = sub.add_parser("check", help="model health report: validation, units, annotations, events, COPASI")
