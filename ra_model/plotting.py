@@ -44,13 +44,14 @@ def plot_timecourse(tables: pd.DataFrame | Sequence[pd.DataFrame], *, labels: Se
                 ax.annotate("detection limit (motile)", (0, limit), fontsize=7, color="grey", va="bottom")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-    doses = frames[0].attrs.get("dose_times_d", [])
+    # dose markers and the dosing period, from every table that has doses (an untreated run has none)
+    doses = sorted({d for frame in frames for d in frame.attrs.get("dose_times_d", [])})
     if doses:
         ax0 = axes.flat[0]
         ax0.plot(doses, [0.0] * len(doses), "|", color="k", ms=8, label="doses")
         first, last = min(doses), max(doses)
-        for ax in axes.flat[1:]:
-            ax.axvspan(first, last, color="orange", alpha=0.08)
+        for ax in axes.flat:
+            ax.axvspan(first, last, color="orange", alpha=0.12, lw=0)
     for ax in axes[1]:
         ax.set_xlabel("time (days)")
     axes.flat[0].legend(fontsize=8, loc="upper right")

@@ -141,3 +141,13 @@ def test_a_drained_pool_does_not_tighten_the_tolerance(engine: Engine) -> None:
         "healthy", "20 mg bid for 10 d", t_end_d=20, overrides={"R_endo_at": 0.0, "R_endo_cis": 0.0, "Vmax_aldh1a": 0.0}
     )
     assert table[C.DOSES_GIVEN].iloc[-1] == 20
+
+
+def test_plot_marks_every_dose_even_when_the_first_table_is_untreated() -> None:
+    from ra_model.plotting import plot_timecourse
+
+    untreated = simulate("maturation_arrest", None, t_end_d=20, output_step_d=1)
+    treated = simulate("maturation_arrest", "20 mg bid x 10 doses", t_end_d=20, output_step_d=1)
+    fig = plot_timecourse([untreated, treated])
+    markers = [line for line in fig.axes[0].get_lines() if line.get_label() == "doses"]
+    assert len(markers) == 1 and len(markers[0].get_xdata()) == 10
