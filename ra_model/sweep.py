@@ -82,6 +82,8 @@ class _Settings:
     metrics: tuple[tuple[str, Metric], ...]
     fast: bool
     rtol: float
+    model: str | None
+    model_hash: str
     parameter_columns: tuple[str, ...]
     meta_columns: tuple[str, ...]
 
@@ -90,7 +92,7 @@ class _Settings:
 _LOCAL = threading.local()
 
 
-def worker_engine(*, fast: bool = False, rtol: float = SWEEP_RTOL) -> Engine:
+def worker_engine(*, fast: bool = False, rtol: float = SWEEP_RTOL, model: str | None = None) -> Engine:
     """Return this thread's compiled engine for the exact or fast path, compiling it on first use.
 
     Each worker process (or Dask worker thread) compiles the model once and keeps it; the main
@@ -100,8 +102,9 @@ def worker_engine(*, fast: bool = False, rtol: float = SWEEP_RTOL) -> Engine:
     Args:
         fast: The engine of the fast path (looser tolerances, see :mod:`ra_model.fastpath`).
         rtol: Relative tolerance of the exact path.
+        model: Path of an SBML file to simulate instead of the shipped model (exact path only).
     """
-    key = "fast" if fast else f"exact-{rtol:g}"
+    key = "fast" if fast else f"exact-{rtol:g}-{model or ''}"
     engines: dict[str, Engine] | None = getattr(_LOCAL, "engines", None)
     if engines is None:
         engines = {}
@@ -112,6 +115,10 @@ def worker_engine(*, fast: bool = False, rtol: float = SWEEP_RTOL) -> Engine:
             from ra_model.fastpath import fast_engine, fast_engine_options, fast_sbml
 
             engines[key] = fast_engine() if main else Engine(fast_sbml(), options=fast_engine_options())
+        elif model is not None:
+            from ra_model.sbml_io import engine_from_file
+
+            engines[key] = engine_from_file(Path(model), options=SolverOptions(rtol=rtol))
         else:
             from ra_model.simulate import default_engine
 
@@ -123,10 +130,10 @@ def worker_engine(*, fast: bool = False, rtol: float = SWEEP_RTOL) -> Engine:
     return engines[key]
 
 
-def _init_worker(fast: bool, rtol: float) -> None:
+def _init_worker(fast: bool, rtol: float, model: str | None) -> None:
     """Process-pool initializer: compile the model once, before the first sample arrives."""
     logging.getLogger("roadrunner").setLevel(logging.ERROR)
-    worker_engine(fast=fast, rtol=rtol)
+    worker_engine(fast=fast, rtol=rtol, model=model)
 
 
 # --------------------------------------------------------------------------- one sample
@@ -166,7 +173,7 @@ def _run_one(row: Mapping[str, Any], settings: _Settings) -> dict[str, Any]:
                 t_end_d=settings.t_end_d,
                 overrides=overrides,
                 output_step_d=settings.output_step_d,
-                engine=worker_engine(fast=False, rtol=settings.rtol),
+                engine=worker_engine(fast=False, rtol=settings.rtol, model=settings.model),
             )
         values: dict[str, Any] = {}
         for name, metric in settings.metrics:
@@ -222,6 +229,7 @@ def run_sweep(
     client: distributed.Client | str | None = None,
     fast: bool = False,
     rtol: float = SWEEP_RTOL,
+    model: Path | None = None,
     progress: bool = True,
     chunk_size: int = 50,
 ) -> pd.DataFrame:
@@ -244,6 +252,8 @@ def run_sweep(
         client: A ``distributed.Client`` or a scheduler address; overrides ``workers``.
         fast: Use the fast path (:mod:`ra_model.fastpath`) instead of exact discrete dosing.
         rtol: Relative tolerance of the exact path (default :data:`SWEEP_RTOL`; ``simulate()`` uses 1e-8).
+        model: An SBML file (e.g. an export edited in COPASI) to simulate instead of the shipped model;
+            validated as in :func:`ra_model.sbml_io.engine_from_file`. Exact path only.
         progress: Show a tqdm progress bar with ETA on stderr.
         chunk_size: Samples per task and per Parquet chunk (smaller chunks are used when there are
             too few samples to keep every worker busy).
@@ -257,7 +267,7 @@ def run_sweep(
         InvalidValueError: Bad samples table, settings or out_dir contents from another sweep.
         UnknownNameError: An input column that is not a parameter, phenotype or metric name.
     """
-    settings = _validate(samples, metrics, phenotype, regimen, t_end_d, output_step_d, fast, chunk_size, rtol)
+    settings = _validate(samples, metrics, phenotype, regimen, t_end_d, output_step_d, fast, chunk_size, rtol, model)
     provenance = _provenance(samples, settings, n=len(samples))
     rows = _rows(samples, settings)
 
@@ -324,7 +334,7 @@ def _execute(
         max_workers=min(n_workers, len(chunks)),
         mp_context=context,
         initializer=_init_worker,
-        initargs=(settings.fast, settings.rtol),
+        initargs=(settings.fast, settings.rtol, settings.model),
     ) as pool:
         futures = [pool.submit(_run_chunk, chunk, settings) for chunk in chunks]
         try:
@@ -383,6 +393,7 @@ def _validate(
     fast: bool,
     chunk_size: int,
     rtol: float,
+    model: Path | None,
 ) -> _Settings:
     if not (isinstance(rtol, float) and 1e-12 <= rtol <= 1e-3):
         raise InvalidValueError(
@@ -415,6 +426,14 @@ def _validate(
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise InvalidValueError(f"chunk_size = {chunk_size!r}; use a positive integer")
 
+    if model is not None and fast:
+        raise InvalidValueError(f"model={model}: the fast path runs the shipped model only; use fast=False")
+    if model is not None:
+        from ra_model.sbml_io import engine_from_file
+
+        model_hash = engine_from_file(Path(model)).sbml_hash  # validates the file up front, with line numbers
+    else:
+        model_hash = sbml_hash(default_sbml())
     table = read_parameter_table()
     presets = load_phenotypes()
     known = set(table) | {PHENOTYPE, REGIMEN, SAMPLE_ID}
@@ -452,6 +471,8 @@ def _validate(
         metrics=tuple(metrics.items()),
         fast=bool(fast),
         rtol=float(rtol),
+        model=str(Path(model).resolve()) if model is not None else None,
+        model_hash=model_hash,
         parameter_columns=tuple(parameter_columns),
         meta_columns=tuple(meta_columns),
     )
@@ -477,7 +498,8 @@ def package_versions() -> dict[str, str]:
 
 def _provenance(samples: pd.DataFrame, settings: _Settings, *, n: int) -> dict[str, Any]:
     return {
-        "model_hash": sbml_hash(default_sbml()),
+        "model_hash": settings.model_hash,
+        "model_file": settings.model,
         "package_versions": package_versions(),
         "seed": samples.attrs.get("seed"),
         "design": samples.attrs.get("design"),

@@ -34,6 +34,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         workers=args.workers,
         client=args.scheduler,
         fast=spec.fast or args.fast,
+        model=Path(args.model) if args.model else None,
         progress=not args.quiet,
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -90,4 +91,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         if name == "sweep":
             p.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:port)")
             p.add_argument("--fast", action="store_true", help="use the fast path (see README, Performance)")
+            p.add_argument("--model", default=None, help="SBML file to sweep instead of the shipped model")
         p.set_defaults(func=func)
