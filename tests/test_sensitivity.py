@@ -155,3 +155,31 @@ def test_sweep_command_writes_a_table_and_resumes(tmp_path) -> None:  # type: ig
     assert {"testis_atRA_auc", "ra_model.metrics:responder"} <= set(table.columns)
     assert main(["sweep", str(spec), "--out", str(out), "--workers", "1", "--quiet"]) == 0  # loads, no rerun
     pd.testing.assert_frame_equal(pd.read_parquet(out / "sweep.parquet"), table)
+
+
+def test_plots_draw_one_bar_per_parameter_with_its_interval() -> None:
+    import matplotlib.pyplot as plt
+
+    from ra_model.plot_sensitivity import plot_indices, plot_tornado
+
+    morris = pd.DataFrame(
+        {"metric": "y", "parameter": ["a", "b", "c"], "mu_star": [3.0, 1.0, 0.0], "mu_star_conf": [0.2, 0.1, 0.0]}
+    )
+    ax = plot_indices(morris, metric="y").axes[0]
+    widths = sorted(round(p.get_width(), 9) for p in ax.patches)
+    assert widths == [0.0, 1.0, 3.0]  # one bar per parameter, the mu* values
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["c", "b", "a"]  # ranked, largest on top
+    local = pd.DataFrame(
+        {
+            "metric": "m",
+            "parameter": ["p", "q"],
+            "base": 10.0,
+            "low": [9.0, 9.9],
+            "high": [11.0, 10.1],
+            "normalised_sensitivity": [2.0, 0.2],
+        }
+    )
+    ax = plot_tornado(local, metric="m").axes[0]
+    spans = sorted(round(p.get_width(), 9) for p in ax.patches)
+    assert spans == [-1.0, -0.1, 0.1, 1.0]  # low and high bars around the base value
+    plt.close("all")
