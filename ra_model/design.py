@@ -303,7 +303,7 @@ def parse_sweep_spec(data: Mapping[str, Any], *, where: str, reduced: bool = Fal
     """
     from ra_model.metrics import resolve_metric
     from ra_model.phenotypes import load_phenotypes
-    from ra_model.regimen import Regimen
+    from ra_model.regimen import parse_optional
 
     unknown = set(data) - SPEC_KEYS
     if unknown:
@@ -363,7 +363,8 @@ def parse_sweep_spec(data: Mapping[str, Any], *, where: str, reduced: bool = Fal
     if regimen is not None:
         if not isinstance(regimen, str):
             raise InvalidValueError(f"{where}, key regimen: {regimen!r}; write e.g. '20 mg bid for 180 d'")
-        regimen = None if regimen.strip().lower() in ("", "none") else str(Regimen.parse(regimen))
+        parsed = parse_optional(regimen)
+        regimen = str(parsed) if parsed else None
     t_end_d = data.get("t_end_d", 365.0)
     step = data.get("output_step_d", 1.0)
     for key, value in (("t_end_d", t_end_d), ("output_step_d", step)):

@@ -53,7 +53,7 @@ from ra_model.population import (
     draw_patients,
     load_population,
 )
-from ra_model.regimen import Regimen
+from ra_model.regimen import Regimen, parse_optional
 from ra_model.simulate import ParameterChange, simulate
 
 log = logging.getLogger(__name__)
@@ -261,10 +261,8 @@ class _Reader:
 
     def regimen(self, key: str, value: object, *, weight: bool = False) -> Regimen | None:
         text = self.text(key, value).strip()
-        if text.lower() in ("none", ""):
-            return None
         try:
-            return Regimen.parse(text + (f", {_CHECK_WEIGHT_KG:g} kg" if weight and "mg/kg" in text else ""))
+            return parse_optional(text + (f", {_CHECK_WEIGHT_KG:g} kg" if weight and "mg/kg" in text else ""))
         except RAModelError as exc:
             raise self.fail(
                 key, f"regimen {text!r} cannot be parsed ({exc})", "write e.g. '20 mg bid for 180 d'"

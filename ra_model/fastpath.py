@@ -1,16 +1,17 @@
 """The fast path for sweeps: exact doses first, then the dose train replaced by its mean infusion.
 
-Why it works: isotretinoin kinetics are linear and fast (hours) while spermatogenesis moves in weeks.
-After a few days of twice-daily dosing the drug and retinoid subsystem is periodic, and the germ-cell
-chain only sees its average through slow filters (STRA8 turnover, 2-d compartments). Most of the cost
-of an exact run is CVODE restarting after each of the 360 doses (about 110 steps per dose); the mean
-input as a constant infusion into the gut depot costs a few hundred steps for the whole year.
+The idea: isotretinoin kinetics are linear and fast (hours) while spermatogenesis moves in weeks, and
+most of the cost of an exact run is CVODE restarting after each of the 360 doses (about 110 steps per
+dose); the mean input as a constant infusion into the gut depot costs a few hundred steps for the year.
+The catch, measured in ``benchmarks/bench_sweep.py``: the steep RA gates respond to the swings of
+testis RA between doses, not to its mean, so peak concentrations can be far off. Use it for rough
+screens only (README, Performance).
 
 ``simulate_fast`` therefore gives the first ``exact_days`` of doses as discrete events (the rise to
 the periodic regime, where the nonlinear CYP26 feedback and the steep gates act), then sets a constant
 input ``dose / interval`` into ``Gut_iso`` until the end of the dosing period (the time the dose after
-the last would have been due), then simulates the washout. It integrates at looser tolerances, which
-the readouts (concentrations on a daily grid, a detection threshold) do not need.
+the last would have been due), then simulates the washout; the switches are scheduled parameter changes
+of :func:`ra_model.simulate.simulate`, run on an engine with looser tolerances.
 
 The infusion needs one extra model input that the published model does not carry. It is added here,
 in memory, as a delimited block appended to the model source (its default of zero leaves every result
@@ -22,6 +23,7 @@ exact reference and bounded by ``tests/test_fastpath.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from functools import lru_cache
@@ -30,12 +32,12 @@ import numpy as np
 import pandas as pd
 
 from ra_model import columns as C
-from ra_model.engine import DosePlan, Engine, SolverOptions
-from ra_model.errors import InvalidValueError, SimulationFailedError
+from ra_model.engine import Engine, SolverOptions
+from ra_model.errors import InvalidValueError
 from ra_model.model import ANTIMONY_FILE, antimony_to_sbml, model_dir
-from ra_model.phenotypes import Phenotype, get_phenotype
+from ra_model.phenotypes import Phenotype
 from ra_model.regimen import Regimen
-from ra_model.simulate import steady_state_amounts
+from ra_model.simulate import ParameterChange, output_grid_d, simulate
 
 #: Days of exact, discrete dosing before the dose train is replaced by its mean infusion.
 EXACT_DAYS = 4.0
@@ -133,92 +135,48 @@ def simulate_fast(
             f"the engine has no {INFUSION_PARAMETER!r}; build it from ra_model.fastpath.fast_sbml() "
             "or call fast_engine()"
         )
-    preset = get_phenotype(phenotype) if isinstance(phenotype, str) else phenotype
     if isinstance(regimen, str):
         regimen = Regimen.parse(regimen)
-    for name, value in (("t_end_d", t_end_d), ("output_step_d", output_step_d)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            raise InvalidValueError(f"{name} = {value!r}; use a finite number of days > 0")
     if not (math.isfinite(exact_days) and exact_days >= 0):
         raise InvalidValueError(f"exact_days = {exact_days!r}; use a number of days >= 0")
-    user = dict(overrides or {})
-    parameters = preset.resolve(engine.defaults) | user
-    context = f"phenotype {preset.name!r}, regimen {str(regimen) if regimen else 'none'!r} (fast path)"
-    try:
-        start = steady_state_amounts(engine, parameters, preset.initial_amounts)
-    except SimulationFailedError as exc:
-        raise SimulationFailedError(f"{context}: pre-equilibration failed: {exc}") from exc
-    engine.fresh(parameters=parameters, initial_amounts=start)
 
-    grid = np.arange(0.0, t_end_d + 0.5 * output_step_d, output_step_d)
-    grid = grid[grid <= t_end_d + 1e-9]
-    if grid[-1] < t_end_d:
-        grid = np.append(grid, t_end_d)
-    grid_h = grid * 24.0
-
-    # Segments: (end time h, infusion rate nmol/h during the segment).
-    segments: list[tuple[float, float]] = []
-    dose_times_h: tuple[float, ...] = ()
+    # The first doses stay discrete events; the rest becomes a constant infusion, switched on and off
+    # as scheduled parameter changes of simulate().
+    exact_part = regimen
+    changes: list[ParameterChange] = []
     switch_h = stop_h = math.nan
     rate = 0.0
     if regimen is not None and regimen.number_of_doses > 0:
-        dose_times_h = regimen.dose_times_h()
         interval = regimen.interval_h
-        first = regimen.start_d * 24.0
         n_total = regimen.number_of_doses
         n_exact = min(n_total, max(1, math.ceil(exact_days * 24.0 / interval - 1e-9)))
-        engine.arm_doses(
-            DosePlan(
-                dose_mg=regimen.dose_per_administration_mg,
-                interval_h=interval,
-                n_doses=n_exact,
-                first_dose_h=first,
-                fed=regimen.fed,
-            )
-        )
         if n_exact < n_total:
+            exact_part = dataclasses.replace(regimen, duration_d=None, n_doses=n_exact)
+            first = regimen.start_d * 24.0
             switch_h = first + n_exact * interval
             stop_h = first + n_total * interval
             rate = regimen.dose_per_administration_mg * engine.get("nmol_per_mg_iso") / interval
-            segments = [(switch_h, 0.0), (stop_h, rate)]  # then 0 to the end: the washout
-    segments = [(t, r) for t, r in segments if 0.0 < t < grid_h[-1]]
-    ends = [*segments, (float(grid_h[-1]), 0.0)]
-
-    observables = [o.model_id for o in C.OBSERVABLES]
-    blocks: list[np.ndarray] = []
-    t_from = 0.0
-    for t_to, segment_rate in ends:
-        engine.set_parameter(INFUSION_PARAMETER, segment_rate)
-        times = np.unique(np.concatenate([[t_from, t_to], grid_h[(grid_h > t_from) & (grid_h < t_to)]]))
-        try:
-            block = engine.simulate(times.tolist(), observables)
-        except SimulationFailedError as exc:
-            raise SimulationFailedError(f"{context}: {exc}") from exc
-        keep = np.isin(times, grid_h)
-        if blocks:
-            keep[0] = False  # already recorded as the last row of the previous block
-        blocks.append(block[keep])
-        t_from = t_to
-    data = np.vstack(blocks)
-    if data.shape[0] != len(grid):
-        raise SimulationFailedError(f"{context}: internal error, {data.shape[0]} rows for {len(grid)} output times")
-
-    table = pd.DataFrame(data[:, 1:], columns=[o.column for o in C.OBSERVABLES])
-    table.insert(0, C.TIME_D, grid)
-    given = np.searchsorted(np.asarray(dose_times_h, dtype=float), grid_h, side="right")
-    table.insert(1, C.DOSES_GIVEN, given.astype(int))
-    limit = engine.get("motile_detection_limit")
-    table[C.MOTILE_SPERM_PRESENT] = table[C.MOTILE_CONCENTRATION] >= limit
+            changes = [
+                ParameterChange(t_d=t_h / 24.0, parameter=INFUSION_PARAMETER, value=value)
+                for t_h, value in ((switch_h, rate), (stop_h, 0.0))
+                if t_h / 24.0 < t_end_d
+            ]
+    table = simulate(
+        phenotype,
+        exact_part,
+        t_end_d=t_end_d,
+        overrides=overrides,
+        changes=changes,
+        output_step_d=output_step_d,
+        engine=engine,
+    )
+    # back to the output grid (simulate adds rows at the switch times) and to the whole regimen
+    table = table[np.isin(table[C.TIME_D], output_grid_d(t_end_d, output_step_d))].reset_index(drop=True)
+    dose_times_h = np.asarray(regimen.dose_times_h() if regimen else (), dtype=float)
+    table[C.DOSES_GIVEN] = np.searchsorted(dose_times_h, table[C.TIME_D].to_numpy() * 24.0, side="right")
     table.attrs.update(
-        units=dict(C.UNITS),
-        phenotype=preset.name,
         regimen=str(regimen) if regimen else None,
-        overrides=user,
-        changes=[],
         dose_times_d=[t / 24 for t in dose_times_h],
-        motile_detection_limit_M_per_mL=limit,
-        model_hash=engine.sbml_hash,
-        solver={"rtol": engine.options.rtol, "atol": engine.options.atol},
         fast_path={
             "exact_days": exact_days,
             "switch_to_infusion_d": switch_h / 24 if math.isfinite(switch_h) else None,

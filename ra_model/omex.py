@@ -100,15 +100,11 @@ def standard_experiments() -> dict[str, list[Scenario]]:
     return out
 
 
-#: Keys of a single-scenario file that only shape outputs elsewhere; the archive ignores them.
-_IGNORED_KEYS = {"description", "kind", "include_species", "sampling", "reduced"}
-#: Keys of a single-scenario file that the archive reproduces.
-_HANDLED_KEYS = {"phenotype", "regimens", "t_end_d", "output_step_d", "overrides", "changes", "runs"}
-_RUN_KEYS = {"label", "regimen", "phenotype", "overrides"}
-
-
 def experiment_file_scenarios(path: Path) -> list[Scenario] | str:
     """Read a scenario file of kind "single" (``experiments/*.toml``) as scenarios.
+
+    The file is read and validated by :func:`ra_model.experiments.load_experiment`, the one reader of
+    the scenario schema; outputs-only settings (sampling, species, figures) do not enter the archive.
 
     Returns:
         The scenarios, or the reason the file cannot be an archive (another kind, or a setting such as
@@ -117,45 +113,32 @@ def experiment_file_scenarios(path: Path) -> list[Scenario] | str:
     Raises:
         InvalidValueError: If the file cannot be read as TOML or has bad values.
     """
+    from ra_model.experiments import load_experiment
+
     try:
         with path.open("rb") as handle:
-            data = tomllib.load(handle)
+            kind = tomllib.load(handle).get("kind", "single")
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise InvalidValueError(f"{path}: {exc}") from exc
-    if data.get("kind", "single") != "single":
-        return f"kind {data['kind']!r} is not a single scenario"
-    unknown = set(data) - _IGNORED_KEYS - _HANDLED_KEYS
-    if unknown:
-        return f"settings {sorted(unknown)} are not expressible in the archive"
-    runs = data.get("runs")
-    if runs is None:
-        regimens = data.get("regimens", ["none"])
-        runs = [{"regimen": r} for r in ([regimens] if isinstance(regimens, str) else regimens)]
-    for run in runs:
-        extra = set(run) - _RUN_KEYS
-        if extra:
-            return f"run setting(s) {sorted(extra)} are not expressible in the archive"
-    changes = tuple(
-        ParameterChange(t_d=float(c["t_d"]), parameter=str(c["parameter"]), value=float(c["value"]))
-        for c in data.get("changes", [])
-    )
+    if kind != "single":
+        return f"kind {kind!r} is not a single scenario"
+    experiment = load_experiment(path)
+    missed = [run.label for run in experiment.runs if run.missed_every is not None]
+    if missed:
+        return f"run setting(s) ['missed_every'] of {missed} are not expressible in the archive"
     stem = re.sub(r"[^A-Za-z0-9_]", "_", path.stem)
-    scenarios = []
-    for run in runs:
-        text = None if str(run.get("regimen", "none")).strip().lower() in ("", "none") else str(run["regimen"])
-        name = slug(run["label"]) if "label" in run else slug(text)
-        scenarios.append(
-            Scenario(
-                label=f"{stem}__{name}",
-                phenotype=str(run.get("phenotype", data.get("phenotype", "healthy"))),
-                regimen=text,
-                overrides={k: float(v) for k, v in (data.get("overrides", {}) | run.get("overrides", {})).items()},
-                t_end_d=float(data.get("t_end_d", 365.0)),
-                output_step_d=float(data.get("output_step_d", 1.0)),
-                changes=changes,
-            )
+    return [
+        Scenario(
+            label=f"{stem}__{slug(run.label)}",
+            phenotype=experiment.phenotype,
+            regimen=str(run.regimen) if run.regimen else None,
+            overrides=dict(experiment.overrides),
+            t_end_d=experiment.t_end_d,
+            output_step_d=experiment.output_step_d,
+            changes=(*experiment.changes, *run.changes),
         )
-    return scenarios
+        for run in experiment.runs
+    ]
 
 
 def sedml_for(scenarios: Sequence[Scenario]) -> str:

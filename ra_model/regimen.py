@@ -47,7 +47,7 @@ from typing import NamedTuple
 
 from ra_model.errors import InvalidValueError, RegimenParseError
 
-__all__ = ["MAX_BODY_WEIGHT_KG", "MAX_DOSES", "Regimen"]
+__all__ = ["MAX_BODY_WEIGHT_KG", "MAX_DOSES", "NO_DRUG", "Regimen", "parse_optional"]
 
 #: Body weights at or above this (kg) are rejected as implausible.
 MAX_BODY_WEIGHT_KG = 500.0
@@ -674,3 +674,19 @@ class _Parser:
             start, end = self.spans.get(problem.field_name, (0, len(self.text)))
             raise self._error(problem.message, start, end) from None
         return Regimen(**values)
+
+
+#: Text that means "no drug" wherever a regimen is given as text (scenario files, sweep tables).
+NO_DRUG = "none"
+
+
+def parse_optional(text: str) -> Regimen | None:
+    """Parse regimen text where "none" (any case) or an empty string means no drug.
+
+    Raises:
+        RegimenParseError: If the text is neither empty, "none", nor a valid regimen.
+    """
+    text = text.strip()
+    if not text or text.lower() == NO_DRUG:
+        return None
+    return Regimen.parse(text)

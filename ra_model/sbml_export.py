@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import libsbml
 
 from ra_model.annotate import annotate_document
-from ra_model.engine import T_NEVER_H, Engine
+from ra_model.engine import Engine
 from ra_model.errors import ModelBuildError, UnknownNameError
 from ra_model.model import antimony_to_sbml, default_sbml
 from ra_model.phenotypes import Phenotype, get_phenotype
@@ -84,6 +84,10 @@ def _walk(node: libsbml.ASTNode) -> list[libsbml.ASTNode]:
     for i in range(node.getNumChildren()):
         out += _walk(node.getChild(i))
     return out
+
+
+#: Parameters the dose event reads and updates; a regimen export writes their armed values.
+DOSE_EVENT_PARAMETERS = ("dose_mg", "dose_interval_h", "n_doses", "fed", "doses_given", "t_next_dose")
 
 
 def export_sbml(
@@ -149,7 +153,7 @@ def _apply_scenario(
     overrides: dict[str, float],
     engine: Engine | None,
 ) -> str:
-    from ra_model.simulate import default_engine, steady_state_amounts
+    from ra_model.simulate import default_engine, dose_plan, steady_state_amounts
 
     if engine is None:
         engine = default_engine() if sbml == default_sbml() else Engine(sbml)
@@ -164,25 +168,13 @@ def _apply_scenario(
     for name, value in parameters.items():
         _set_value(model, name, value)
     if regimen is not None:
-        dose_mg = regimen.dose_per_administration_mg
-        n_doses = regimen.number_of_doses
-        first_h = regimen.start_d * 24
-        events = {
-            "dose_mg": dose_mg,
-            "dose_interval_h": regimen.interval_h,
-            "n_doses": float(n_doses),
-            "fed": 1.0 if regimen.fed else 0.0,
-            "doses_given": 0.0,
-            "t_next_dose": first_h if n_doses > 0 else T_NEVER_H,
-        }
-        if n_doses > 0 and first_h <= 0:
-            # The dose due at t = 0 is an initial amount; the event starts at the second dose.
-            start = dict(start)
-            start["Gut_iso"] = start.get("Gut_iso", 0.0) + dose_mg * engine.defaults["nmol_per_mg_iso"]
-            events["doses_given"] = 1.0
-            events["t_next_dose"] = first_h + regimen.interval_h if n_doses > 1 else T_NEVER_H
-        for name, value in events.items():
-            _set_value(model, name, value)
+        # The engine arms the dose event (a dose due at t = 0 goes into Gut_iso, the event starts at the
+        # next one); the file carries exactly the state it leaves.
+        engine.fresh(parameters=parameters, initial_amounts=start)
+        engine.arm_doses(dose_plan(regimen))
+        start = engine.amounts()
+        for name in DOSE_EVENT_PARAMETERS:
+            _set_value(model, name, engine.get(name))
     for species_id, amount in start.items():
         species = model.getSpecies(species_id)
         if species is None:

@@ -190,25 +190,13 @@ def simulate(
         raise SimulationFailedError(f"{context}: pre-equilibration failed: {exc}") from exc
     engine.fresh(parameters=parameters, initial_amounts=start)
     if regimen is not None:
-        engine.arm_doses(
-            DosePlan(
-                dose_mg=regimen.dose_per_administration_mg,
-                interval_h=regimen.interval_h,
-                n_doses=regimen.number_of_doses,
-                first_dose_h=regimen.start_d * 24,
-                fed=regimen.fed,
-            )
-        )
+        engine.arm_doses(dose_plan(regimen))
 
     observables = [o.model_id for o in C.OBSERVABLES]
     species = list(engine.species_ids) if include_species else []
     selections = ["doses_given", *observables, *species]
-    grid = np.arange(0.0, t_end_d + 0.5 * output_step_d, output_step_d)
-    grid = grid[grid <= t_end_d + 1e-9]
-    if grid[-1] < t_end_d:
-        grid = np.append(grid, t_end_d)
     cuts = sorted({c.t_d for c in changes})
-    grid = np.unique(np.concatenate([grid, cuts]))
+    grid = np.unique(np.concatenate([output_grid_d(t_end_d, output_step_d), cuts]))
     blocks: list[np.ndarray] = []
     bounds = [0.0, *cuts, float(t_end_d)]
     for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
@@ -239,6 +227,29 @@ def simulate(
         solver={"rtol": engine.options.rtol, "atol": engine.options.atol},
     )
     return table
+
+
+def dose_plan(regimen: Regimen) -> DosePlan:
+    """Return the engine's dosing plan for a regimen (the one place a ``Regimen`` becomes doses)."""
+    return DosePlan(
+        dose_mg=regimen.dose_per_administration_mg,
+        interval_h=regimen.interval_h,
+        n_doses=regimen.number_of_doses,
+        first_dose_h=regimen.start_d * 24,
+        fed=regimen.fed,
+    )
+
+
+def output_grid_d(t_end_d: float, output_step_d: float) -> np.ndarray:
+    """Return the output times of a run, days: every ``output_step_d`` from 0, and ``t_end_d`` itself.
+
+    ``simulate`` adds the times of scheduled changes to these.
+    """
+    grid = np.arange(0.0, t_end_d + 0.5 * output_step_d, output_step_d)
+    grid = grid[grid <= t_end_d + 1e-9]
+    if grid[-1] < t_end_d:
+        grid = np.append(grid, t_end_d)
+    return grid
 
 
 def _table(data: np.ndarray, species: Sequence[str]) -> pd.DataFrame:

@@ -36,7 +36,7 @@ from ra_model.errors import InvalidValueError, RAModelError, UnknownNameError
 from ra_model.metrics import Metric
 from ra_model.model import default_sbml, read_parameter_table, sbml_hash
 from ra_model.phenotypes import load_phenotypes
-from ra_model.regimen import Regimen
+from ra_model.regimen import Regimen, parse_optional
 
 if TYPE_CHECKING:
     import distributed
@@ -139,10 +139,7 @@ def _init_worker(fast: bool, rtol: float, model: str | None) -> None:
 # --------------------------------------------------------------------------- one sample
 @lru_cache(maxsize=64)
 def _parse_regimen(text: str) -> Regimen | None:
-    text = text.strip()
-    if not text or text.lower() == "none":
-        return None
-    return Regimen.parse(text)
+    return parse_optional(text)
 
 
 def _run_one(row: Mapping[str, Any], settings: _Settings) -> dict[str, Any]:
@@ -153,28 +150,18 @@ def _run_one(row: Mapping[str, Any], settings: _Settings) -> dict[str, Any]:
     overrides = {p: float(row[p]) for p in settings.parameter_columns}
     try:
         regimen = _parse_regimen(regimen_text) if isinstance(regimen_text, str) else None
-        if settings.fast:
-            from ra_model.fastpath import simulate_fast
+        from ra_model.fastpath import simulate_fast
+        from ra_model.simulate import simulate
 
-            table = simulate_fast(
-                phenotype,
-                regimen,
-                t_end_d=settings.t_end_d,
-                overrides=overrides,
-                output_step_d=settings.output_step_d,
-                engine=worker_engine(fast=True),
-            )
-        else:
-            from ra_model.simulate import simulate
-
-            table = simulate(
-                phenotype,
-                regimen,
-                t_end_d=settings.t_end_d,
-                overrides=overrides,
-                output_step_d=settings.output_step_d,
-                engine=worker_engine(fast=False, rtol=settings.rtol, model=settings.model),
-            )
+        run = simulate_fast if settings.fast else simulate
+        table = run(
+            phenotype,
+            regimen,
+            t_end_d=settings.t_end_d,
+            overrides=overrides,
+            output_step_d=settings.output_step_d,
+            engine=worker_engine(fast=settings.fast, rtol=settings.rtol, model=settings.model),
+        )
         values: dict[str, Any] = {}
         for name, metric in settings.metrics:
             try:

@@ -205,7 +205,8 @@ def test_omex_archive_runs_in_tellurium_to_our_time_courses(tmp_path: Path) -> N
 def test_experiment_files_become_scenarios_or_say_why_not(tmp_path: Path) -> None:
     simple = tmp_path / "what_if.toml"
     simple.write_text(
-        'phenotype = "maturation_arrest"\nregimens = ["20 mg bid for 180 d", "none"]\nt_end_d = 365.0\n'
+        'description = "what if"\nphenotype = "maturation_arrest"\nregimens = ["20 mg bid for 180 d", "none"]\n'
+        "t_end_d = 365.0\n"
         "[overrides]\ncyp26_expr = 10.0\n",
         encoding="utf-8",
     )
@@ -216,7 +217,9 @@ def test_experiment_files_become_scenarios_or_say_why_not(tmp_path: Path) -> Non
     grid.write_text('kind = "grid"\n', encoding="utf-8")
     assert "not a single scenario" in str(experiment_file_scenarios(grid))
     missed = tmp_path / "missed.toml"
-    missed.write_text('[[runs]]\nregimen = "20 mg bid for 180 d"\nmissed_every = 4\n', encoding="utf-8")
+    missed.write_text(
+        'description = "missed"\n[[runs]]\nregimen = "20 mg bid for 180 d"\nmissed_every = 4\n', encoding="utf-8"
+    )
     assert "missed_every" in str(experiment_file_scenarios(missed))
 
 
