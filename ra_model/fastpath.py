@@ -1,101 +1,419 @@
-"""The fast path for sweeps: exact doses first, then the dose train replaced by its mean infusion.
+"""The fast path for sweeps: the retinoid core in libroadrunner until it is periodic, the germ line compiled.
 
-The idea: isotretinoin kinetics are linear and fast (hours) while spermatogenesis moves in weeks, and
-most of the cost of an exact run is CVODE restarting after each of the 360 doses (about 110 steps per
-dose); the mean input as a constant infusion into the gut depot costs a few hundred steps for the year.
-The catch, measured in ``benchmarks/bench_sweep.py``: the steep RA gates respond to the swings of
-testis RA between doses, not to its mean, so peak concentrations can be far off. Use it for rough
-screens only (README, Performance).
+Why it is fast, and why it stays exact (measured in ``benchmarks/bench_sweep.py``):
 
-``simulate_fast`` therefore gives the first ``exact_days`` of doses as discrete events (the rise to
-the periodic regime, where the nonlinear CYP26 feedback and the steep gates act), then sets a constant
-input ``dose / interval`` into ``Gut_iso`` until the end of the dosing period (the time the dose after
-the last would have been due), then simulates the washout; the switches are scheduled parameter changes
-of :func:`ra_model.simulate.simulate`, run on an engine with looser tolerances.
+1. Nothing downstream of RAR occupancy (4-oxo-isotretinoin, STRA8, the tight junctions, the germ
+   cells) feeds back to the retinoids. The model therefore splits into a *core* of 9 species
+   (isotretinoin gut/plasma/peripheral, plasma atRA, testis retinol, retinal, atRA, 13-cis-RA,
+   CYP26), which carries the doses and the CYP26 feedback, and a feed-forward *germ line* of 43
+   species driven by four core signals. The core is derived from the shipped SBML with libsbml
+   (:func:`core_sbml`), so it has one home: ``models/ra_testis.ant``.
+2. Under a fixed regimen the core becomes periodic within a couple of weeks (its slowest parts,
+   CYP26 and peripheral isotretinoin, relax in about a day). The core is simulated dose by dose,
+   exactly, until one interval reproduces the previous one to ``PERIODIC_RTOL``; the last interval
+   is then repeated until the end of dosing, and the washout is simulated exactly from the same
+   periodic state until the core is back at its untreated steady state. That replaces about 330 of
+   360 solver restarts.
+3. The germ line (:mod:`ra_model.germline`) is integrated in compiled code on a half-hour grid from
+   the recorded signals, stage by stage, with exponential steps; it is exact for constant rates and
+   second order otherwise.
 
-The infusion needs one extra model input that the published model does not carry. It is added here,
-in memory, as a delimited block appended to the model source (its default of zero leaves every result
-of the model unchanged); the fast engine is compiled from that text, once per process.
-
-The error this introduces is measured by ``benchmarks/bench_sweep.py`` against a tight-tolerance
-exact reference and bounded by ``tests/test_fastpath.py``.
+The engine refuses to run if the compiled germ-line equations differ from the model's rate laws
+(:func:`check_germline_equations`, run when a fast engine is built), so an edit to the model cannot
+silently leave this path behind.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 
+import libsbml
 import numpy as np
 import pandas as pd
 
 from ra_model import columns as C
+from ra_model import germline
 from ra_model.engine import Engine, SolverOptions
-from ra_model.errors import InvalidValueError
-from ra_model.model import ANTIMONY_FILE, antimony_to_sbml, model_dir
-from ra_model.phenotypes import Phenotype
+from ra_model.errors import InvalidValueError, ModelBuildError, SimulationFailedError, UnknownNameError
+from ra_model.model import default_sbml
+from ra_model.phenotypes import Phenotype, get_phenotype
 from ra_model.regimen import Regimen
-from ra_model.simulate import ParameterChange, output_grid_d, simulate
+from ra_model.simulate import MAX_PREEQ_BLOCKS, PREEQ_BLOCK_D, PREEQ_FLOOR, PREEQ_RTOL, dose_plan, output_grid_d
 
-#: Days of exact, discrete dosing before the dose train is replaced by its mean infusion.
-EXACT_DAYS = 4.0
-#: Relative tolerance of the fast engine.
-FAST_RTOL = 1e-6
-#: Absolute tolerance of the fast engine (nmol or Mcell; the smallest readout that matters, the
-#: motile-sperm detection limit, is about 0.02 Mcell in the cauda).
-FAST_ATOL = 1e-10
-#: Id of the infusion parameter added for the fast path (nmol/h into the gut depot).
-INFUSION_PARAMETER = "fastpath_infusion_nmol_per_h"
+log = logging.getLogger(__name__)
 
-#: The block appended to the model source for the fast path.
-FAST_PATH_BLOCK = f"""
-  // ---- fast path (issue 4): a constant oral input equivalent to the dose train (0 = off)
-  unit fastpath_nmol_per_h = 1e-9 mole / 3600 second
-  {INFUSION_PARAMETER} = 0; {INFUSION_PARAMETER} has fastpath_nmol_per_h
-  J_fastpath_infusion: -> Gut_iso; {INFUSION_PARAMETER}
-"""
+#: Relative tolerance of the core solver on the fast path.
+FAST_RTOL = 1e-7
+#: Absolute tolerance of the core solver (nmol).
+FAST_ATOL = 1e-12
+#: Spacing of the grid on which the germ line is integrated and the core signals are recorded, hours.
+GRID_H = 0.5
+#: Grid spacing once the washout is smooth (``WASHOUT_FINE_H`` after the last dose interval), hours.
+COARSE_GRID_H = 2.0
+#: Hours after the last dose interval for which the fine grid is kept.
+WASHOUT_FINE_H = 48.0
+#: The core counts as periodic when one dosing interval changes no core amount by more than this
+#: (relative; amounts below ``PREEQ_FLOOR`` nmol count as that floor).
+PERIODIC_RTOL = 1e-5
+#: Dosing intervals simulated exactly before periodicity is tested.
+MIN_EXACT_INTERVALS = 4
+#: After the last dose the core is simulated until no amount differs from its untreated steady
+#: state by more than this (relative), then held there.
+WASHOUT_RTOL = 1e-6
+#: Length of one washout chunk, hours.
+WASHOUT_CHUNK_H = 240.0
+#: Dosing intervals simulated per solver call while waiting for periodicity.
+CHUNK_INTERVALS = 4
+
+#: Species the core does not carry.
+DROPPED_SPECIES: tuple[str, ...] = (*germline.SPECIES, *germline.DERIVED_SPECIES)
+
+
+@dataclass(frozen=True)
+class FastPathInfo:
+    """How a fast run was carried out (stored in ``table.attrs["fast_path"]``).
+
+    Attributes:
+        exact_intervals: Dosing intervals simulated dose by dose before the core was periodic.
+        periodic_from_d: Day from which the last exact interval was repeated (None if never).
+        washout_exact_until_d: Day until which the washout was simulated before the core was held
+            at its untreated steady state (None if held from the end of dosing or not reached).
+    """
+
+    exact_intervals: int
+    periodic_from_d: float | None
+    washout_exact_until_d: float | None
+
+
+def _names(ast: libsbml.ASTNode | None) -> set[str]:
+    found: set[str] = set()
+    stack = [ast]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            continue
+        if node.isName():
+            found.add(node.getName())
+        stack.extend(node.getChild(k) for k in range(node.getNumChildren()))
+    return found
+
+
+def core_sbml(sbml: str) -> str:
+    """Return the retinoid core of a model: the SBML without the germ-line species.
+
+    Species in :data:`DROPPED_SPECIES` are removed, with the reactions that then have no species
+    or whose rate law reads a removed species, and (transitively) the assignment rules that read one.
+    Reactions that consume a core species and produce a removed one keep their consumption.
+
+    Args:
+        sbml: SBML text of the full model.
+
+    Raises:
+        ModelBuildError: If a species to drop is missing or the result does not validate as SBML.
+    """
+    doc = libsbml.readSBMLFromString(sbml)
+    model = doc.getModel()
+    if model is None:
+        raise ModelBuildError("the SBML has no model; cannot derive the fast path's core")
+    dropped = set(DROPPED_SPECIES)
+    for species in DROPPED_SPECIES:
+        if model.removeSpecies(species) is None:
+            raise ModelBuildError(
+                f"the model has no species {species!r}, which the fast path integrates separately; "
+                "use the exact path for this model"
+            )
+    for i in reversed(range(model.getNumReactions())):
+        reaction = model.getReaction(i)
+        for refs in (reaction.getListOfReactants(), reaction.getListOfProducts()):
+            for j in reversed(range(refs.size())):
+                if refs.get(j).getSpecies() in dropped:
+                    refs.remove(j)
+        for j in reversed(range(reaction.getNumModifiers())):
+            if reaction.getModifier(j).getSpecies() in dropped:
+                reaction.removeModifier(j)
+        empty = reaction.getNumReactants() + reaction.getNumProducts() == 0
+        law = reaction.getKineticLaw()
+        if empty or (law is not None and _names(law.getMath()) & dropped):
+            model.removeReaction(i)
+    changed = True
+    while changed:
+        changed = False
+        for i in reversed(range(model.getNumRules())):
+            rule = model.getRule(i)
+            if _names(rule.getMath()) & dropped:
+                variable = rule.getVariable()
+                dropped.add(variable)
+                model.removeRule(i)
+                model.removeParameter(variable)
+                changed = True
+    return str(libsbml.writeSBMLToString(doc))
 
 
 def fast_engine_options() -> SolverOptions:
-    """Return the solver settings of the fast path."""
+    """Return the solver settings of the fast path's core."""
     return SolverOptions(rtol=FAST_RTOL, atol=FAST_ATOL)
 
 
-def fast_model_antimony(source: str | None = None) -> str:
-    """Return the model's Antimony text with the fast-path infusion block appended to the model body.
+class FastEngine:
+    """The full model (for names, defaults and the equation check) plus its compiled retinoid core."""
 
-    Args:
-        source: Antimony text of the model; defaults to the shipped ``models/ra_testis.ant``.
+    def __init__(self, sbml: str | None = None, *, options: SolverOptions | None = None) -> None:
+        """Compile the full model and its core, and check the germ-line equations against the model.
 
-    Raises:
-        InvalidValueError: If the text has no closing ``end`` of the model.
-    """
-    text = source if source is not None else (model_dir() / ANTIMONY_FILE).read_text(encoding="utf-8")
-    if INFUSION_PARAMETER in text:
-        return text
-    stripped = text.rstrip()
-    if not stripped.endswith("end"):
-        raise InvalidValueError("the model source does not end with 'end'; cannot append the fast-path block")
-    return stripped[: -len("end")] + FAST_PATH_BLOCK + "end\n"
+        Args:
+            sbml: SBML text of the full model; defaults to the shipped model.
+            options: Solver settings of the core; defaults to :func:`fast_engine_options`.
 
+        Raises:
+            ModelBuildError: If the model cannot be split, or its germ-line rate laws differ from
+                :mod:`ra_model.germline`.
+        """
+        text = sbml if sbml is not None else default_sbml()
+        self.full = Engine(text, options=options or fast_engine_options())
+        self.core = Engine(core_sbml(text), options=options or fast_engine_options())
+        self.sbml_hash = self.full.sbml_hash
+        self.options = self.core.options
+        self.core_observables = [o for o in C.OBSERVABLES if o.model_id in self._core_names()]
+        check_germline_equations(self.full)
 
-@lru_cache(maxsize=2)
-def _fast_sbml(path: str, mtime_ns: int) -> str:
-    return antimony_to_sbml(fast_model_antimony())
+    def _core_names(self) -> set[str]:
+        names: set[str] = set()
+        for o in C.OBSERVABLES:
+            try:
+                self.core.get(o.model_id)
+            except UnknownNameError:
+                continue
+            names.add(o.model_id)
+        return names
 
-
-def fast_sbml() -> str:
-    """Return the SBML of the fast-path model variant (cached until the model source changes)."""
-    path = model_dir() / ANTIMONY_FILE
-    return _fast_sbml(str(path), path.stat().st_mtime_ns)
+    @property
+    def defaults(self) -> dict[str, float]:
+        """Parameter and compartment defaults of the full model."""
+        return self.full.defaults
 
 
 @lru_cache(maxsize=1)
-def fast_engine() -> Engine:
-    """Return the process-wide fast engine, compiled on first use."""
-    return Engine(fast_sbml(), options=fast_engine_options())
+def fast_engine() -> FastEngine:
+    """Return the process-wide fast engine, compiled (and checked) on first use."""
+    return FastEngine()
+
+
+def _random_state(engine: Engine, rng: np.random.Generator) -> dict[str, float]:
+    return {
+        s: float(v) * float(rng.uniform(0.3, 3.0)) + float(rng.uniform(0.0, 1.0))
+        for s, v in engine.initial_amounts.items()
+    }
+
+
+def check_germline_equations(engine: Engine, *, n_states: int = 3, seed: int = 0, rtol: float = 1e-5) -> None:
+    """Check :mod:`ra_model.germline` against the model's own rate laws and observables.
+
+    At random states, the rates of change that the compiled integrator implies (one step of
+    1e-7 h) and the observables it reports must equal libroadrunner's.
+
+    Args:
+        engine: The full model.
+        n_states: Random states tried.
+        seed: Seed of those states.
+        rtol: Relative agreement required.
+
+    Raises:
+        ModelBuildError: Naming the first species or observable that differs.
+    """
+    rng = np.random.default_rng(seed)
+    params = dict(engine.defaults)
+    h = 1e-7
+    for _ in range(n_states):
+        amounts = _random_state(engine, rng)
+        engine.fresh(parameters=params, initial_amounts=amounts)
+        expected = engine.rates_of_change()
+        signals = np.array([engine.get(name) for name in germline.INPUTS])
+        values = params | {"TJ_total": amounts["TJ_sealed"] + amounts["TJ_open"]}
+        x0 = np.array([amounts[s] for s in germline.SPECIES])
+        states = germline.integrate(
+            np.array([0.0, h]), np.vstack([signals, signals]), germline.parameter_vector(values), x0
+        )
+        implied = (states[1] - states[0]) / h
+        for k, species in enumerate(germline.SPECIES):
+            want = expected[species]
+            if abs(implied[k] - want) > rtol * max(abs(want), 1e-3 * abs(x0[k]), 1e-9):
+                raise ModelBuildError(
+                    f"the fast path's germ-line equation for {species!r} gives d/dt = {implied[k]:.6g}, the "
+                    f"model {want:.6g}; the model was edited. Update ra_model/germline.py or use the exact path"
+                )
+        reported = germline_observables(states[:1], values)
+        for name, column in reported.items():
+            want = engine.get(name)
+            if abs(column[0] - want) > rtol * max(abs(want), 1e-12):
+                raise ModelBuildError(
+                    f"the fast path's observable {name!r} is {column[0]:.6g}, the model's {want:.6g}; update "
+                    "ra_model.fastpath.germline_observables or use the exact path"
+                )
+
+
+def germline_observables(states: np.ndarray, values: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Return the model's observables that read germ-line species, by model id, from integrated states."""
+    col = {s: states[:, k] for k, s in enumerate(germline.SPECIES)}
+    ejaculate = values["ejaculate_fraction"] * col["CAUDA"] / values["ejaculate_volume_mL"]
+    return {
+        "plasma_4oxo_isotretinoin": col["Oxo"] / values["oxo_space"] * values["ngmL_per_nM_oxo"],
+        "STRA8_rel": col["STRA8"] / values["STRA8_ref"],
+        "BTB_integrity": (values["TJ_total"] - col["TJ_open"]) / values["TJ_total"],
+        "daily_sperm_production": values["k_rs"] * col["RS12"] * values["h_per_d"],
+        "ejaculate_concentration": ejaculate,
+        "motile_concentration": values["motile_fraction"] * ejaculate,
+    }
+
+
+def _clean(amounts: Mapping[str, float], atol: float) -> dict[str, float]:
+    # CVODE leaves round-off below its absolute tolerance in drained pools; such values are zero.
+    return {k: (0.0 if -atol < v < 0.0 else v) for k, v in amounts.items()}
+
+
+def _max_rel_change(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    return max(abs(a[k] - b[k]) / max(abs(a[k]), abs(b[k]), PREEQ_FLOOR) for k in a)
+
+
+def _core_steady_state(core: Engine, parameters: Mapping[str, float], start: Mapping[str, float]) -> dict[str, float]:
+    core.fresh(parameters=parameters, initial_amounts=start)
+    ids = list(core.species_ids)
+    change = math.inf
+    for _ in range(MAX_PREEQ_BLOCKS):
+        t0 = core.time_h
+        t_end = t0 + PREEQ_BLOCK_D * 24
+        out = core.simulate([t0, t_end - 365 * 24, t_end], ids)
+        before, after = out[1, 1:], out[2, 1:]
+        scale = np.maximum(np.maximum(np.abs(before), np.abs(after)), PREEQ_FLOOR)
+        change = float(np.max(np.abs(after - before) / scale))
+        if change < PREEQ_RTOL:
+            return _clean(core.amounts(), core.options.atol)
+    raise SimulationFailedError(
+        f"no steady state of the retinoid core after {MAX_PREEQ_BLOCKS * PREEQ_BLOCK_D:g} d without drug "
+        f"(last-year change {change:.2e})"
+    )
+
+
+@lru_cache(maxsize=16)
+def _grid(
+    t_end_h: float,
+    out_h: tuple[float, ...],
+    doses: tuple[float, ...],
+    interval: float,
+    fine_h: float,
+    coarse_h: float,
+    fine_after_h: float,
+) -> np.ndarray:
+    """Return the germ-line grid, hours.
+
+    Fine while doses come and ``fine_after_h`` after the last dose interval, coarse once the washout
+    is smooth, plus the output, dose and mid-interval times.
+    """
+    marks = [d + 0.5 * interval for d in doses]
+    fine_until = min(t_end_h, (marks[-1] + fine_after_h) if doses else 0.0)
+    grid = np.unique(
+        np.concatenate(
+            [
+                np.arange(0.0, fine_until, fine_h),
+                np.arange(fine_until, t_end_h, coarse_h),
+                [t_end_h],
+                out_h,
+                [t for t in (*doses, *marks) if t < t_end_h],
+            ]
+        )
+    )
+    grid.setflags(write=False)
+    return grid
+
+
+def _run_periodic(
+    run: Callable[[float, float], None],
+    core: Engine,
+    parameters: Mapping[str, float],
+    grid: np.ndarray,
+    record: np.ndarray,
+    out_rows: np.ndarray,
+    marks: list[float],
+    interval: float,
+    t_end_h: float,
+    steady: Mapping[str, float],
+    constant: np.ndarray,
+    signals: list[str],
+) -> FastPathInfo:
+    """Fill ``record``: doses exactly until the core is periodic, the last interval repeated, the washout exactly.
+
+    ``marks`` are the mid-interval times after each dose; the core state is compared there, one
+    interval apart, from the species columns at the end of ``signals``.
+    """
+    n_species = len(core.species_ids)
+    species_cols = slice(len(signals) - n_species, len(signals))
+    mark_rows = np.searchsorted(grid, marks)
+    last_mark = marks[-1]  # mid-interval after the last dose: from here on there are no doses
+    end_of_doses = min(last_mark, t_end_h)
+
+    def change(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.max(np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), PREEQ_FLOOR)))
+
+    t, k_done, periodic_at = 0.0, -1, -1
+    while periodic_at < 0 and k_done + 1 < len(marks) and marks[k_done + 1] < t_end_h:
+        k_next = min(k_done + CHUNK_INTERVALS, len(marks) - 1)
+        while marks[k_next] >= t_end_h:
+            k_next -= 1
+        run(t, marks[k_next])
+        t = marks[k_next]
+        for k in range(max(k_done + 1, MIN_EXACT_INTERVALS), k_next + 1):
+            now, before = record[mark_rows[k], species_cols], record[mark_rows[k - 1], species_cols]
+            if change(now, before) < PERIODIC_RTOL:
+                periodic_at = k
+                break
+        k_done = k_next
+    info = FastPathInfo(exact_intervals=k_done + 1, periodic_from_d=None, washout_exact_until_d=None)
+    if periodic_at >= 0 and marks[k_done] < end_of_doses:
+        # repeat the interval before the last simulated mark until the end of dosing; the state at
+        # last_mark is then the periodic state at that mark, where the washout starts
+        top = marks[k_done]
+        base = top - interval
+        prof = (grid >= base) & (grid <= top)
+        prof_t, prof_v = grid[prof] - base, record[prof]
+        fill = (grid > top) & (grid <= end_of_doses)
+        phase = np.mod(grid[fill] - base, interval)
+        # linear interpolation in the profile (exact where phases hit profile times): the germ-line
+        # inputs on every row; the observables are read on output rows only, and the species are
+        # not read again (the washout restarts from the state at the last simulated mark)
+        right = np.clip(np.searchsorted(prof_t, phase, side="left"), 1, prof_t.size - 1)
+        left = right - 1
+        weight = ((phase - prof_t[left]) / (prof_t[right] - prof_t[left]))[:, None]
+        n_in = len(germline.INPUTS)
+        rows = np.flatnonzero(fill)
+        record[rows, :n_in] = prof_v[left, :n_in] * (1.0 - weight) + prof_v[right, :n_in] * weight
+        wanted = np.isin(rows, out_rows)
+        w_out = weight[wanted]
+        record[rows[wanted], n_in:] = prof_v[left[wanted], n_in:] * (1.0 - w_out) + prof_v[right[wanted], n_in:] * w_out
+        state = dict(zip(core.species_ids, record[mark_rows[k_done], species_cols].tolist(), strict=True))
+        core.fresh(parameters=parameters, initial_amounts=_clean(state, core.options.atol))
+        info = FastPathInfo(k_done + 1, top / 24.0, None)
+        t = end_of_doses
+    # the rest of the doses (if the core never became periodic) and the washout, exactly, in chunks,
+    # until the core is back at its untreated steady state
+    target = np.array([steady[s] for s in core.species_ids])
+    while t < t_end_h:
+        hi = min(t + WASHOUT_CHUNK_H, t_end_h) if t >= last_mark else min(last_mark, t_end_h)
+        run(t, hi)
+        if hi > last_mark:
+            lo_row = int(np.searchsorted(grid, max(t, last_mark)))
+            hi_row = int(np.searchsorted(grid, hi, side="right"))
+            block = record[lo_row:hi_row, species_cols]
+            scale = np.maximum(np.maximum(np.abs(block), np.abs(target)), PREEQ_FLOOR)
+            settled = np.flatnonzero(np.max(np.abs(block - target) / scale, axis=1) < WASHOUT_RTOL)
+            if settled.size:
+                row = lo_row + int(settled[0])
+                record[row + 1 :] = constant
+                return FastPathInfo(info.exact_intervals, info.periodic_from_d, float(grid[row]) / 24.0)
+        t = hi
+    return info
 
 
 def simulate_fast(
@@ -105,10 +423,10 @@ def simulate_fast(
     t_end_d: float = 365.0,
     overrides: Mapping[str, float] | None = None,
     output_step_d: float = 1.0,
-    engine: Engine | None = None,
-    exact_days: float = EXACT_DAYS,
+    engine: FastEngine | None = None,
+    periodic: bool = True,
 ) -> pd.DataFrame:
-    """Simulate like :func:`ra_model.simulate.simulate`, with the dose train averaged after ``exact_days``.
+    """Simulate like :func:`ra_model.simulate.simulate`, on the split model (see the module docstring).
 
     Args:
         phenotype: Preset name or a ``Phenotype``.
@@ -116,72 +434,123 @@ def simulate_fast(
         t_end_d: Simulated time, days (> 0).
         overrides: Parameter values by id, on top of the phenotype.
         output_step_d: Spacing of output rows, days (> 0).
-        engine: An engine compiled from :func:`fast_sbml`; defaults to :func:`fast_engine`.
-        exact_days: Days of discrete dosing before switching to the mean infusion (>= 0; a larger
-            value is more exact and slower).
+        engine: A :class:`FastEngine`; defaults to :func:`fast_engine`.
+        periodic: Repeat the core's periodic interval instead of simulating every dose (the speed-up).
+            With False every dose is simulated and only the germ-line integration differs from
+            ``simulate()``.
 
     Returns:
-        The same columns and ``attrs`` as ``simulate()``; ``doses_given`` counts the scheduled doses
-        up to each time, and ``attrs["fast_path"]`` records the switch time and infusion rate.
+        The same columns and ``attrs`` as ``simulate()``; ``attrs["fast_path"]`` is a
+        :class:`FastPathInfo` as a dict.
 
     Raises:
         UnknownNameError: Unknown phenotype or parameter.
-        InvalidValueError: Bad horizon, step or ``exact_days``, or an engine without the infusion input.
-        SimulationFailedError: The solver failed.
+        InvalidValueError: Bad horizon or step.
+        SimulationFailedError: The core's solver failed.
     """
     engine = engine or fast_engine()
-    if INFUSION_PARAMETER not in engine.defaults:
-        raise InvalidValueError(
-            f"the engine has no {INFUSION_PARAMETER!r}; build it from ra_model.fastpath.fast_sbml() "
-            "or call fast_engine()"
-        )
+    preset = get_phenotype(phenotype) if isinstance(phenotype, str) else phenotype
     if isinstance(regimen, str):
         regimen = Regimen.parse(regimen)
-    if not (math.isfinite(exact_days) and exact_days >= 0):
-        raise InvalidValueError(f"exact_days = {exact_days!r}; use a number of days >= 0")
+    for name, value in (("t_end_d", t_end_d), ("output_step_d", output_step_d)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            raise InvalidValueError(f"{name} = {value!r}; use a finite number of days > 0")
+    full, core = engine.full, engine.core
+    user = dict(overrides or {})
+    for name in user:
+        if name not in full.defaults:
+            raise UnknownNameError("parameter", name, full.defaults)
+    for name in preset.initial_amounts:
+        if name not in full.initial_amounts:
+            raise UnknownNameError("species", name, full.initial_amounts, where=f"phenotype {preset.name!r}")
+    parameters = preset.resolve(full.defaults) | user
+    core_parameters = {k: v for k, v in parameters.items() if k in core.defaults}
+    start = dict(full.initial_amounts) | dict(preset.initial_amounts)
+    context = f"phenotype {preset.name!r}, regimen {str(regimen) if regimen else 'none'!r} (fast path)"
 
-    # The first doses stay discrete events; the rest becomes a constant infusion, switched on and off
-    # as scheduled parameter changes of simulate().
-    exact_part = regimen
-    changes: list[ParameterChange] = []
-    switch_h = stop_h = math.nan
-    rate = 0.0
-    if regimen is not None and regimen.number_of_doses > 0:
-        interval = regimen.interval_h
-        n_total = regimen.number_of_doses
-        n_exact = min(n_total, max(1, math.ceil(exact_days * 24.0 / interval - 1e-9)))
-        if n_exact < n_total:
-            exact_part = dataclasses.replace(regimen, duration_d=None, n_doses=n_exact)
-            first = regimen.start_d * 24.0
-            switch_h = first + n_exact * interval
-            stop_h = first + n_total * interval
-            rate = regimen.dose_per_administration_mg * engine.get("nmol_per_mg_iso") / interval
-            changes = [
-                ParameterChange(t_d=t_h / 24.0, parameter=INFUSION_PARAMETER, value=value)
-                for t_h, value in ((switch_h, rate), (stop_h, 0.0))
-                if t_h / 24.0 < t_end_d
-            ]
-    table = simulate(
-        phenotype,
-        exact_part,
-        t_end_d=t_end_d,
-        overrides=overrides,
-        changes=changes,
-        output_step_d=output_step_d,
-        engine=engine,
-    )
-    # back to the output grid (simulate adds rows at the switch times) and to the whole regimen
-    table = table[np.isin(table[C.TIME_D], output_grid_d(t_end_d, output_step_d))].reset_index(drop=True)
-    dose_times_h = np.asarray(regimen.dose_times_h() if regimen else (), dtype=float)
-    table[C.DOSES_GIVEN] = np.searchsorted(dose_times_h, table[C.TIME_D].to_numpy() * 24.0, side="right")
+    try:
+        steady = _core_steady_state(core, core_parameters, {s: start[s] for s in core.species_ids})
+    except SimulationFailedError as exc:
+        raise SimulationFailedError(f"{context}: pre-equilibration failed: {exc}") from exc
+
+    t_end_h = float(t_end_d) * 24.0
+    out_h = output_grid_d(t_end_d, output_step_d) * 24.0
+    signals = [*germline.INPUTS, *(o.model_id for o in engine.core_observables), *core.species_ids]
+    doses = regimen.dose_times_h() if regimen is not None else ()
+    interval = regimen.interval_h if regimen is not None else math.inf
+    marks = [d + 0.5 * interval for d in doses]
+    grid = _grid(t_end_h, tuple(out_h.tolist()), doses, interval, GRID_H, COARSE_GRID_H, WASHOUT_FINE_H)
+    record = np.full((grid.size, len(signals)), np.nan)
+    info = FastPathInfo(exact_intervals=0, periodic_from_d=None, washout_exact_until_d=None)
+
+    def run(lo: float, hi: float) -> None:
+        """Simulate the core from lo to hi (hours), recording signals at the grid points in between."""
+        i, j = int(np.searchsorted(grid, lo, side="left")), int(np.searchsorted(grid, hi, side="right"))
+        inner = grid[i:j]
+        head = [lo] if (inner.size == 0 or inner[0] > lo) else []
+        tail = [hi] if (inner.size == 0 or inner[-1] < hi) else []
+        try:
+            block = core.simulate([*head, *inner.tolist(), *tail], signals)
+        except SimulationFailedError as exc:
+            raise SimulationFailedError(f"{context}: {exc}") from exc
+        record[i:j] = block[len(head) : len(head) + inner.size, 1:]
+
+    core.fresh(parameters=core_parameters, initial_amounts=steady)
+    constant = np.array([core.get(name) for name in signals])
+    record[grid <= 0.0] = constant
+    if not doses:
+        record[:] = constant
+    else:
+        core.arm_doses(dose_plan(regimen))  # type: ignore[arg-type]
+        if not periodic:
+            run(0.0, t_end_h)
+        else:
+            info = _run_periodic(
+                run,
+                core,
+                core_parameters,
+                grid,
+                record,
+                np.searchsorted(grid, out_h),
+                marks,
+                interval,
+                t_end_h,
+                steady,
+                constant,
+                signals,
+            )
+
+    values = dict(full.defaults) | parameters
+    values["TJ_total"] = start["TJ_sealed"] + start["TJ_open"]
+    pvec = germline.parameter_vector(values)
+    x_start = np.array([start[s] for s in germline.SPECIES])
+    inputs = np.ascontiguousarray(record[:, : len(germline.INPUTS)])
+    x0 = germline.steady_state(inputs[0], pvec, x_start)
+    states = germline.integrate(grid, inputs, pvec, x0)
+    rows = np.searchsorted(grid, out_h)
+    from_germline = germline_observables(states[rows], values)
+    core_cols = {o.model_id: len(germline.INPUTS) + j for j, o in enumerate(engine.core_observables)}
+    columns: dict[str, np.ndarray] = {
+        C.TIME_D: out_h / 24.0,
+        C.DOSES_GIVEN: np.searchsorted(np.asarray(doses, dtype=float), out_h, side="right"),
+    }
+    for o in C.OBSERVABLES:
+        columns[o.column] = (
+            from_germline[o.model_id] if o.model_id in from_germline else record[rows, core_cols[o.model_id]]
+        )
+    table = pd.DataFrame(columns)
+    limit = float(values["motile_detection_limit"])
+    table[C.MOTILE_SPERM_PRESENT] = table[C.MOTILE_CONCENTRATION] >= limit
     table.attrs.update(
+        units=dict(C.UNITS),
+        phenotype=preset.name,
         regimen=str(regimen) if regimen else None,
-        dose_times_d=[t / 24 for t in dose_times_h],
-        fast_path={
-            "exact_days": exact_days,
-            "switch_to_infusion_d": switch_h / 24 if math.isfinite(switch_h) else None,
-            "infusion_stop_d": stop_h / 24 if math.isfinite(stop_h) else None,
-            "infusion_nmol_per_h": rate,
-        },
+        overrides=user,
+        changes=[],
+        dose_times_d=[t / 24 for t in doses],
+        motile_detection_limit_M_per_mL=limit,
+        model_hash=engine.sbml_hash,
+        solver={"rtol": core.options.rtol, "atol": core.options.atol, "fast_path": True, "grid_h": GRID_H},
+        fast_path=info.__dict__,
     )
     return table

@@ -6,6 +6,7 @@ import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 
@@ -75,6 +76,13 @@ def load_phenotypes(path: Path | None = None) -> dict[str, Phenotype]:
         InvalidValueError: If the file has an unknown key or a bad value.
     """
     path = path or model_dir() / PHENOTYPE_FILE
+    return dict(_load(str(path), path.stat().st_mtime_ns))
+
+
+@lru_cache(maxsize=8)
+def _load(path_text: str, mtime_ns: int) -> dict[str, Phenotype]:
+    """Parse a preset file once per modification time (sweeps look presets up for every sample)."""
+    path = Path(path_text)
     with path.open("rb") as handle:
         data = tomllib.load(handle)
     presets: dict[str, Phenotype] = {}
