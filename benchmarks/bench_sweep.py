@@ -202,30 +202,23 @@ def main() -> int:
         f"every run got {N_DOSES} doses; {naive_failed} failed"
     )
 
-    t = time.perf_counter()
-    exact = run_sweep(
-        samples,
-        metrics=METRICS,
-        phenotype=PHENOTYPE,
-        regimen=REGIMEN,
-        t_end_d=T_END_D,
-        workers=args.workers,
-        progress=False,
-    )
-    t_exact = time.perf_counter() - t
+    def timed_sweep(fast: bool) -> tuple[pd.DataFrame, float]:
+        start = time.perf_counter()
+        table = run_sweep(
+            samples,
+            metrics=METRICS,
+            phenotype=PHENOTYPE,
+            regimen=REGIMEN,
+            t_end_d=T_END_D,
+            workers=args.workers,
+            fast=fast,
+            progress=False,
+        )
+        return table, time.perf_counter() - start
+
+    exact, t_exact = timed_sweep(False)
     simulate_fast(PHENOTYPE, REGIMEN, t_end_d=T_END_D, overrides=values[0], engine=fast_engine())  # warm-up
-    t = time.perf_counter()
-    fast = run_sweep(
-        samples,
-        metrics=METRICS,
-        phenotype=PHENOTYPE,
-        regimen=REGIMEN,
-        t_end_d=T_END_D,
-        workers=args.workers,
-        fast=True,
-        progress=False,
-    )
-    t_fast = time.perf_counter() - t
+    fast, t_fast = timed_sweep(True)
     for name, secs, table in (("(b) exact", t_exact, exact), ("(c) fast", t_fast, fast)):
         print(
             f"{name} run_sweep, {args.workers} workers: {secs:.1f} s, {args.n / secs:.2f} samples/s, "

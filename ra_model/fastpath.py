@@ -38,11 +38,18 @@ import pandas as pd
 from ra_model import columns as C
 from ra_model import germline
 from ra_model.engine import Engine, SolverOptions
-from ra_model.errors import InvalidValueError, ModelBuildError, SimulationFailedError, UnknownNameError
+from ra_model.errors import ModelBuildError, SimulationFailedError, UnknownNameError
 from ra_model.model import default_sbml
 from ra_model.phenotypes import Phenotype, get_phenotype
 from ra_model.regimen import Regimen
-from ra_model.simulate import MAX_PREEQ_BLOCKS, PREEQ_BLOCK_D, PREEQ_FLOOR, PREEQ_RTOL, dose_plan, output_grid_d
+from ra_model.simulate import (
+    PREEQ_FLOOR,
+    check_positive_days,
+    clean_amounts,
+    dose_plan,
+    output_grid_d,
+    steady_state_amounts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -269,34 +276,6 @@ def germline_observables(states: np.ndarray, values: Mapping[str, float]) -> dic
     }
 
 
-def _clean(amounts: Mapping[str, float], atol: float) -> dict[str, float]:
-    # CVODE leaves round-off below its absolute tolerance in drained pools; such values are zero.
-    return {k: (0.0 if -atol < v < 0.0 else v) for k, v in amounts.items()}
-
-
-def _max_rel_change(a: Mapping[str, float], b: Mapping[str, float]) -> float:
-    return max(abs(a[k] - b[k]) / max(abs(a[k]), abs(b[k]), PREEQ_FLOOR) for k in a)
-
-
-def _core_steady_state(core: Engine, parameters: Mapping[str, float], start: Mapping[str, float]) -> dict[str, float]:
-    core.fresh(parameters=parameters, initial_amounts=start)
-    ids = list(core.species_ids)
-    change = math.inf
-    for _ in range(MAX_PREEQ_BLOCKS):
-        t0 = core.time_h
-        t_end = t0 + PREEQ_BLOCK_D * 24
-        out = core.simulate([t0, t_end - 365 * 24, t_end], ids)
-        before, after = out[1, 1:], out[2, 1:]
-        scale = np.maximum(np.maximum(np.abs(before), np.abs(after)), PREEQ_FLOOR)
-        change = float(np.max(np.abs(after - before) / scale))
-        if change < PREEQ_RTOL:
-            return _clean(core.amounts(), core.options.atol)
-    raise SimulationFailedError(
-        f"no steady state of the retinoid core after {MAX_PREEQ_BLOCKS * PREEQ_BLOCK_D:g} d without drug "
-        f"(last-year change {change:.2e})"
-    )
-
-
 @lru_cache(maxsize=16)
 def _grid(
     t_end_h: float,
@@ -393,7 +372,7 @@ def _run_periodic(
         w_out = weight[wanted]
         record[rows[wanted], n_in:] = prof_v[left[wanted], n_in:] * (1.0 - w_out) + prof_v[right[wanted], n_in:] * w_out
         state = dict(zip(core.species_ids, record[mark_rows[k_done], species_cols].tolist(), strict=True))
-        core.fresh(parameters=parameters, initial_amounts=_clean(state, core.options.atol))
+        core.fresh(parameters=parameters, initial_amounts=clean_amounts(state, atol=core.options.atol))
         info = FastPathInfo(k_done + 1, top / 24.0, None)
         t = end_of_doses
     # the rest of the doses (if the core never became periodic) and the washout, exactly, in chunks,
@@ -452,9 +431,8 @@ def simulate_fast(
     preset = get_phenotype(phenotype) if isinstance(phenotype, str) else phenotype
     if isinstance(regimen, str):
         regimen = Regimen.parse(regimen)
-    for name, value in (("t_end_d", t_end_d), ("output_step_d", output_step_d)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            raise InvalidValueError(f"{name} = {value!r}; use a finite number of days > 0")
+    check_positive_days("t_end_d", t_end_d)
+    check_positive_days("output_step_d", output_step_d)
     full, core = engine.full, engine.core
     user = dict(overrides or {})
     for name in user:
@@ -469,7 +447,7 @@ def simulate_fast(
     context = f"phenotype {preset.name!r}, regimen {str(regimen) if regimen else 'none'!r} (fast path)"
 
     try:
-        steady = _core_steady_state(core, core_parameters, {s: start[s] for s in core.species_ids})
+        steady = steady_state_amounts(core, core_parameters, {s: start[s] for s in core.species_ids})
     except SimulationFailedError as exc:
         raise SimulationFailedError(f"{context}: pre-equilibration failed: {exc}") from exc
 

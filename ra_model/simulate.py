@@ -106,17 +106,23 @@ def steady_state_amounts(
             f"no steady state after {MAX_PREEQ_BLOCKS * PREEQ_BLOCK_D:g} d without drug (last-year change "
             f"{change:.2e}); the parameter set may oscillate. Run with preequilibrate=False to inspect it."
         )
-    state = engine.amounts()
-    # CVODE leaves round-off below its absolute tolerance in drained pools (e.g. -1e-68 nmol in the
-    # gut); such values are zero to the solver, and set_amounts rejects anything more negative.
-    noise = engine.options.atol
-    state = {k: (0.0 if -noise < v < 0.0 else v) for k, v in state.items()}
+    state = clean_amounts(engine.amounts(), atol=engine.options.atol)
     for ledger in LEDGER_SPECIES:
-        state[ledger] = 0.0
+        if ledger in state:  # a derived model (the fast path's retinoid core) may have no ledger
+            state[ledger] = 0.0
     _PREEQ_CACHE[key] = dict(state)
     if len(_PREEQ_CACHE) > _PREEQ_CACHE_SIZE:
         _PREEQ_CACHE.popitem(last=False)
     return state
+
+
+def clean_amounts(amounts: Mapping[str, float], *, atol: float) -> dict[str, float]:
+    """Return solver amounts with round-off in drained pools set to zero.
+
+    CVODE leaves values below its absolute tolerance in drained pools (e.g. -1e-68 nmol in the gut);
+    they are zero to the solver, and ``Engine.set_amounts`` rejects anything negative.
+    """
+    return {k: (0.0 if -atol < v < 0.0 else v) for k, v in amounts.items()}
 
 
 def simulate(
@@ -163,8 +169,8 @@ def simulate(
     preset = get_phenotype(phenotype) if isinstance(phenotype, str) else phenotype
     if isinstance(regimen, str):
         regimen = Regimen.parse(regimen)
-    _check_positive("t_end_d", t_end_d)
-    _check_positive("output_step_d", output_step_d)
+    check_positive_days("t_end_d", t_end_d)
+    check_positive_days("output_step_d", output_step_d)
     user = dict(overrides or {})
     for name in (c.parameter for c in changes):  # checked up front: changes apply mid-run
         if name not in engine.defaults:
@@ -260,6 +266,7 @@ def _table(data: np.ndarray, species: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
-def _check_positive(name: str, value: float) -> None:
+def check_positive_days(name: str, value: float) -> None:
+    """Raise ``InvalidValueError`` naming ``name`` unless ``value`` is a finite number of days > 0."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise InvalidValueError(f"{name} = {value!r}; use a finite number of days > 0")
