@@ -112,6 +112,9 @@ class Engine:
         self._pristine_parameters = np.asarray(model.getGlobalParameterValues(), dtype=float)[self._settable_index]
         self._pristine_volumes = np.asarray(model.getCompartmentVolumes(), dtype=float)
         self._pristine_amounts = np.asarray(model.getFloatingSpeciesAmounts(), dtype=float)
+        self._parameter_index = {p: i for i, p in enumerate(gids) if p not in rules}
+        self._species_index = {s: i for i, s in enumerate(self.species_ids)}
+        self._selections: list[str] = []
 
     # ------------------------------------------------------------------ state
     def fresh(
@@ -137,10 +140,17 @@ class Engine:
         model.setGlobalParameterValues(self._settable_index, self._pristine_parameters)
         model.setCompartmentVolumes(np.arange(self._pristine_volumes.size, dtype=np.int32), self._pristine_volumes)
         model.setFloatingSpeciesAmounts(np.arange(self._pristine_amounts.size, dtype=np.int32), self._pristine_amounts)
+        index, values = [], []
         for name, value in (parameters or {}).items():
             if name not in self.defaults:
                 raise UnknownNameError("parameter", name, self.defaults)
-            self._rr[name] = _finite(name, value)
+            if name in self._parameter_index:
+                index.append(self._parameter_index[name])
+                values.append(_finite(name, value))
+            else:  # a compartment volume
+                self._rr[name] = _finite(name, value)
+        if index:
+            model.setGlobalParameterValues(np.array(index, dtype=np.int32), np.array(values, dtype=float))
         if initial_amounts:
             self.set_amounts(initial_amounts)
 
@@ -151,12 +161,16 @@ class Engine:
             UnknownNameError: For an unknown species id.
             InvalidValueError: For a non-finite or negative amount.
         """
+        index, values = [], []
         for name, value in amounts.items():
-            if name not in self.initial_amounts:
+            if name not in self._species_index:
                 raise UnknownNameError("species", name, self.initial_amounts)
             if _finite(name, value) < 0:
                 raise InvalidValueError(f"species {name!r} amount {value!r} is negative; amounts must be >= 0")
-            self._rr[name] = float(value)
+            index.append(self._species_index[name])
+            values.append(float(value))
+        if index:
+            self._rr.model.setFloatingSpeciesAmounts(np.array(index, dtype=np.int32), np.array(values, dtype=float))
 
     def amounts(self) -> dict[str, float]:
         """Return current species amounts by id."""
@@ -228,8 +242,12 @@ class Engine:
             SimulationFailedError: If CVODE fails; the message gives the time reached.
         """
         times = [float(t) for t in times_h]
+        wanted = ["time", *selections]
+        if wanted != self._selections:  # setting selections costs more than a short simulation
+            self._rr.timeCourseSelections = wanted
+            self._selections = wanted
         try:
-            result = self._rr.simulate(times=times, selections=["time", *selections])
+            result = self._rr.simulate(times=times)
         except RuntimeError as exc:
             raise SimulationFailedError(
                 f"the solver failed at t = {self.time_h / 24:.3f} d (integrating {times[0] / 24:g} to "

@@ -742,7 +742,7 @@ class Explorer:
         self._limit = Span(location=1e-3, dimension="width", line_color="grey", line_dash="dotted")
         figures: list[Any] = []
         for column, title, log_scale in PANELS:
-            fig = figure(
+            fig = figure(  # type: ignore[call-arg]  # bokeh's stubs omit the figure options it accepts
                 title=title,
                 height=230,
                 sizing_mode="stretch_width",

@@ -8,12 +8,17 @@ Why it is fast, and why it stays exact (measured in ``benchmarks/bench_sweep.py`
    CYP26), which carries the doses and the CYP26 feedback, and a feed-forward *germ line* of 43
    species driven by four core signals. The core is derived from the shipped SBML with libsbml
    (:func:`core_sbml`), so it has one home: ``models/ra_testis.ant``.
-2. Under a fixed regimen the core becomes periodic within a couple of weeks (its slowest parts,
-   CYP26 and peripheral isotretinoin, relax in about a day). The core is simulated dose by dose,
-   exactly, until one interval reproduces the previous one to ``PERIODIC_RTOL``; the last interval
-   is then repeated until the end of dosing, and the washout is simulated exactly from the same
-   periodic state until the core is back at its untreated steady state. That replaces about 330 of
-   360 solver restarts.
+2. Under a fixed regimen the core becomes periodic within a couple of weeks (its slow modes,
+   peripheral isotretinoin and testis RA with CYP26, shrink by about 0.6 and 0.4 per 12-h
+   interval). The core is simulated dose by dose, exactly, for a few intervals; the periodic state
+   is then extrapolated from the states at mid-interval (minimal polynomial extrapolation,
+   :func:`extrapolate_limit`) and one interval is simulated from it: if that interval reproduces
+   its start to ``PERIODIC_RTOL`` it is the periodic orbit (otherwise more exact intervals follow,
+   or the plain test that one exact interval repeats the previous one ends the search). The orbit
+   is repeated until the end of dosing, with the part of the transient that the jump cut short
+   added back to the signals (the last exact interval's difference from the orbit, decaying at the
+   observed rate), and the washout is simulated exactly from the periodic state until the core is
+   back at its untreated steady state. About 10 of 360 intervals go through the solver.
 3. The germ line (:mod:`ra_model.germline`) is integrated in compiled code on a half-hour grid from
    the recorded signals, stage by stage, with exponential steps; it is exact for constant rates and
    second order otherwise.
@@ -28,16 +33,18 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Any
 
 import libsbml
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from ra_model import columns as C
 from ra_model import germline
-from ra_model.engine import Engine, SolverOptions
+from ra_model.engine import DosePlan, Engine, SolverOptions
 from ra_model.errors import ModelBuildError, SimulationFailedError, UnknownNameError
 from ra_model.model import default_sbml
 from ra_model.phenotypes import Phenotype, get_phenotype
@@ -68,13 +75,24 @@ WASHOUT_FINE_H = 48.0
 PERIODIC_RTOL = 1e-5
 #: Dosing intervals simulated exactly before periodicity is tested.
 MIN_EXACT_INTERVALS = 4
+#: Slow modes assumed by the extrapolation of the core's approach to its periodic state (the
+#: core's Jacobian has three slow modes that the doses excite: peripheral isotretinoin, plasma
+#: isotretinoin, testis RA with CYP26; per-interval multipliers about 0.6, 0.4 and 0.2).
+EXTRAPOLATION_MODES = 3
+#: Dosing intervals simulated exactly before the periodic state is extrapolated (the fast modes,
+#: multipliers below 0.005 per interval, have died out by then).
+EXTRAPOLATE_FROM = 6
+#: The extrapolated periodic state is used only when the last exact state is within this of it
+#: (relative): the germ line then sees the remaining transient cut short, a decaying error of
+#: at most this size instead of a lasting one.
+JUMP_RTOL = 0.1
 #: After the last dose the core is simulated until no amount differs from its untreated steady
 #: state by more than this (relative), then held there.
 WASHOUT_RTOL = 1e-6
 #: Length of one washout chunk, hours.
 WASHOUT_CHUNK_H = 240.0
 #: Dosing intervals simulated per solver call while waiting for periodicity.
-CHUNK_INTERVALS = 4
+CHUNK_INTERVALS = 2
 
 #: Species the core does not carry.
 DROPPED_SPECIES: tuple[str, ...] = (*germline.SPECIES, *germline.DERIVED_SPECIES)
@@ -89,11 +107,14 @@ class FastPathInfo:
         periodic_from_d: Day from which the last exact interval was repeated (None if never).
         washout_exact_until_d: Day until which the washout was simulated before the core was held
             at its untreated steady state (None if held from the end of dosing or not reached).
+        extrapolated: The periodic state was extrapolated from the exact intervals (and checked
+            by simulating one interval from it) rather than reached.
     """
 
     exact_intervals: int
     periodic_from_d: float | None
     washout_exact_until_d: float | None
+    extrapolated: bool = False
 
 
 def _names(ast: libsbml.ASTNode | None) -> set[str]:
@@ -181,7 +202,10 @@ class FastEngine:
         """
         text = sbml if sbml is not None else default_sbml()
         self.full = Engine(text, options=options or fast_engine_options())
-        self.core = Engine(core_sbml(text), options=options or fast_engine_options())
+        core = core_sbml(text)
+        self.core = Engine(core, options=options or fast_engine_options())
+        #: A second copy of the core, for the interval simulated from an extrapolated periodic state.
+        self.probe = Engine(core, options=self.core.options)
         self.sbml_hash = self.full.sbml_hash
         self.options = self.core.options
         self.core_observables = [o for o in C.OBSERVABLES if o.model_id in self._core_names()]
@@ -308,15 +332,116 @@ def _grid(
     return grid
 
 
+def extrapolate_limit(iterates: np.ndarray, *, floor: float) -> np.ndarray | None:
+    """Return the limit of a linearly converging vector sequence by minimal polynomial extrapolation.
+
+    With ``m + 2`` iterates of a sequence whose error is a sum of ``m`` geometrically decaying
+    modes, the limit is exact (Sidi, Ford & Smith 1986); with more modes or some nonlinearity it
+    is an estimate to be checked.
+
+    Args:
+        iterates: Shape (m + 2, n), oldest first.
+        floor: Components are scaled by their magnitude, at least this.
+
+    Returns:
+        The estimated limit, or None if the sequence does not determine one.
+    """
+    scale = np.maximum(np.abs(iterates[-1]), floor)
+    diffs = np.diff(iterates, axis=0) / scale
+    coef, *_ = np.linalg.lstsq(diffs[:-1].T, -diffs[-1], rcond=None)
+    coef = np.append(coef, 1.0)
+    total = float(coef.sum())
+    if not math.isfinite(total) or abs(total) < 1e-9:
+        return None
+    limit = (coef / total) @ iterates[:-1]
+    return limit if bool(np.all(np.isfinite(limit))) else None
+
+
+@njit(cache=True)
+def _tile(
+    grid: np.ndarray, record: np.ndarray, is_out: np.ndarray, base: float, top: float, until: float, n_inputs: int
+) -> None:
+    """Fill the rows after ``top`` up to ``until`` by repeating the rows of (base, top].
+
+    Phases run over (0, interval]; phase 0 is the profile's end (``top``), which the periodic
+    state repeats. Linear interpolation in the profile (exact where phases hit profile times):
+    the germ-line inputs (the first ``n_inputs`` columns) on every row; the other columns on output
+    rows only (the species are not read again: the washout restarts from the state at ``top``).
+    """
+    interval = top - base
+    first = np.searchsorted(grid, base, side="right")
+    last = np.searchsorted(grid, top, side="right")
+    prof_t = grid[first:last] - base
+    n_cols = record.shape[1]
+    for i in range(last, grid.size):
+        if grid[i] > until:
+            break
+        offset = grid[i] - base
+        phase = offset - (math.ceil(offset / interval - 1e-9) - 1.0) * interval
+        r = np.searchsorted(prof_t, phase)
+        if r == 0:
+            left, right, t_left = last - 1, first, 0.0
+        else:
+            left, right, t_left = first + r - 1, first + r, prof_t[r - 1]
+        w = (phase - t_left) / (prof_t[right - first] - t_left)
+        n = n_cols if is_out[i] else n_inputs
+        for c in range(n):
+            record[i, c] = record[left, c] * (1.0 - w) + record[right, c] * w
+
+
+def _decay_ratio(states: np.ndarray, limit: np.ndarray) -> float:
+    """Per-interval decay of the distance to ``limit`` from the last two marks (clipped to [0, 0.99])."""
+    scale = np.maximum(np.abs(limit), PREEQ_FLOOR)
+    before, now = (states[0] - limit) / scale, (states[1] - limit) / scale
+    norm = float(before @ before)
+    return min(max(float(now @ before) / norm, 0.0), 0.99) if norm > 0.0 else 0.0
+
+
+def _add_transient(
+    grid: np.ndarray,
+    record: np.ndarray,
+    *,
+    base: float,
+    phases: np.ndarray,
+    exact: np.ndarray,
+    ratio: float,
+    interval: float,
+    until: float,
+    n_signals: int,
+) -> None:
+    """Add the transient that the jump to the periodic state cut short back to the repeated signals.
+
+    The last exact interval differed from the periodic profile by D(phase); j intervals after it
+    the difference is taken to be D(phase) * ratio**j (the slowest mode's decay). Applied to the
+    first ``n_signals`` columns (germ-line inputs and observables) of the rows after ``base``.
+    """
+    if ratio <= 0.0:
+        return
+    n_intervals = min(int(math.ceil(math.log(1e-12) / math.log(ratio))), int(math.ceil((until - base) / interval)))
+    end = min(base + n_intervals * interval, until)
+    rows = np.flatnonzero((grid > base) & (grid <= end))
+    if rows.size == 0:
+        return
+    offset = grid[rows] - base
+    j = np.ceil(offset / interval - 1e-9)
+    phase = offset - (j - 1.0) * interval
+    factor = ratio**j
+    probe = (grid > base) & (grid <= base + interval)
+    probe_phases = grid[probe] - base
+    for col in range(n_signals):
+        deviation = exact[:, col] - np.interp(phases, probe_phases, record[probe, col])
+        record[rows, col] += factor * np.interp(phase, phases, deviation)
+
+
 def _run_periodic(
-    run: Callable[[float, float], None],
-    core: Engine,
+    run: Callable[..., None],
+    engine: FastEngine,
     parameters: Mapping[str, float],
+    plan: DosePlan,
     grid: np.ndarray,
     record: np.ndarray,
     out_rows: np.ndarray,
-    marks: list[float],
-    interval: float,
+    doses: tuple[float, ...],
     t_end_h: float,
     steady: Mapping[str, float],
     constant: np.ndarray,
@@ -324,9 +449,14 @@ def _run_periodic(
 ) -> FastPathInfo:
     """Fill ``record``: doses exactly until the core is periodic, the last interval repeated, the washout exactly.
 
-    ``marks`` are the mid-interval times after each dose; the core state is compared there, one
-    interval apart, from the species columns at the end of ``signals``.
+    The core state is compared at mid-interval marks, one interval apart, from the species columns
+    at the end of ``signals``. Once enough intervals are done, the periodic state is extrapolated
+    from the marks so far (:func:`extrapolate_limit`) and one interval is simulated from it on
+    ``engine.probe``; if that interval is periodic, it is the one repeated.
     """
+    core = engine.core
+    interval = plan.interval_h
+    marks = [d + 0.5 * interval for d in doses]
     n_species = len(core.species_ids)
     species_cols = slice(len(signals) - n_species, len(signals))
     mark_rows = np.searchsorted(grid, marks)
@@ -336,7 +466,35 @@ def _run_periodic(
     def change(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.max(np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), PREEQ_FLOOR)))
 
-    t, k_done, periodic_at = 0.0, -1, -1
+    def probe(k: int) -> bool:
+        """From mark k, jump to the extrapolated periodic state and simulate one interval from it.
+
+        On success the remaining transient is added back to the signals (see :func:`_add_transient`).
+        """
+        iterates = record[mark_rows[k - EXTRAPOLATION_MODES - 1 : k + 1], species_cols]
+        limit = extrapolate_limit(iterates, floor=PREEQ_FLOOR)
+        if limit is None or bool(np.any(limit < 0.0)) or change(iterates[-1], limit) > JUMP_RTOL:
+            return False
+        last = slice(mark_rows[k - 1] + 1, mark_rows[k] + 1)  # the last exact interval's rows
+        exact = record[last].copy()
+        engine.probe.fresh(
+            parameters=parameters, initial_amounts=dict(zip(core.species_ids, limit.tolist(), strict=True))
+        )
+        engine.probe.arm_doses(replace(plan, first_dose_h=doses[k + 1], n_doses=1))
+        run(marks[k], marks[k + 1], engine.probe)
+        if change(record[mark_rows[k + 1], species_cols], limit) >= PERIODIC_RTOL:
+            return False
+        record[mark_rows[k]] = exact[-1]  # the probe started there from the limit; the run was at the mark
+        transient.update(
+            base=marks[k],
+            phases=grid[last] - marks[k - 1],
+            exact=exact,
+            ratio=_decay_ratio(iterates[-2:], limit),
+        )
+        return True
+
+    transient: dict[str, Any] = {}
+    t, k_done, periodic_at, extrapolated = 0.0, -1, -1, False
     while periodic_at < 0 and k_done + 1 < len(marks) and marks[k_done + 1] < t_end_h:
         k_next = min(k_done + CHUNK_INTERVALS, len(marks) - 1)
         while marks[k_next] >= t_end_h:
@@ -349,31 +507,26 @@ def _run_periodic(
                 periodic_at = k
                 break
         k_done = k_next
-    info = FastPathInfo(exact_intervals=k_done + 1, periodic_from_d=None, washout_exact_until_d=None)
+        can_jump = max(EXTRAPOLATE_FROM, EXTRAPOLATION_MODES + 1) <= k_done < len(marks) - 1
+        can_jump = can_jump and marks[k_done + 1] < end_of_doses
+        if periodic_at < 0 and can_jump and probe(k_done):
+            k_done += 1
+            periodic_at, extrapolated = k_done, True
+    info = FastPathInfo(k_done + 1, None, None, extrapolated)
     if periodic_at >= 0 and marks[k_done] < end_of_doses:
         # repeat the interval before the last simulated mark until the end of dosing; the state at
         # last_mark is then the periodic state at that mark, where the washout starts
         top = marks[k_done]
-        base = top - interval
-        prof = (grid >= base) & (grid <= top)
-        prof_t, prof_v = grid[prof] - base, record[prof]
-        fill = (grid > top) & (grid <= end_of_doses)
-        phase = np.mod(grid[fill] - base, interval)
-        # linear interpolation in the profile (exact where phases hit profile times): the germ-line
-        # inputs on every row; the observables are read on output rows only, and the species are
-        # not read again (the washout restarts from the state at the last simulated mark)
-        right = np.clip(np.searchsorted(prof_t, phase, side="left"), 1, prof_t.size - 1)
-        left = right - 1
-        weight = ((phase - prof_t[left]) / (prof_t[right] - prof_t[left]))[:, None]
-        n_in = len(germline.INPUTS)
-        rows = np.flatnonzero(fill)
-        record[rows, :n_in] = prof_v[left, :n_in] * (1.0 - weight) + prof_v[right, :n_in] * weight
-        wanted = np.isin(rows, out_rows)
-        w_out = weight[wanted]
-        record[rows[wanted], n_in:] = prof_v[left[wanted], n_in:] * (1.0 - w_out) + prof_v[right[wanted], n_in:] * w_out
+        is_out = np.zeros(grid.size, dtype=np.bool_)
+        is_out[out_rows] = True
+        _tile(grid, record, is_out, top - interval, top, end_of_doses, len(germline.INPUTS))
         state = dict(zip(core.species_ids, record[mark_rows[k_done], species_cols].tolist(), strict=True))
         core.fresh(parameters=parameters, initial_amounts=clean_amounts(state, atol=core.options.atol))
-        info = FastPathInfo(k_done + 1, top / 24.0, None)
+        if transient:
+            _add_transient(
+                grid, record, interval=interval, until=end_of_doses, n_signals=species_cols.start, **transient
+            )
+        info = FastPathInfo(k_done + 1, top / 24.0, None, extrapolated)
         t = end_of_doses
     # the rest of the doses (if the core never became periodic) and the washout, exactly, in chunks,
     # until the core is back at its untreated steady state
@@ -390,7 +543,7 @@ def _run_periodic(
             if settled.size:
                 row = lo_row + int(settled[0])
                 record[row + 1 :] = constant
-                return FastPathInfo(info.exact_intervals, info.periodic_from_d, float(grid[row]) / 24.0)
+                return FastPathInfo(info.exact_intervals, info.periodic_from_d, float(grid[row]) / 24.0, extrapolated)
         t = hi
     return info
 
@@ -456,19 +609,18 @@ def simulate_fast(
     signals = [*germline.INPUTS, *(o.model_id for o in engine.core_observables), *core.species_ids]
     doses = regimen.dose_times_h() if regimen is not None else ()
     interval = regimen.interval_h if regimen is not None else math.inf
-    marks = [d + 0.5 * interval for d in doses]
     grid = _grid(t_end_h, tuple(out_h.tolist()), doses, interval, GRID_H, COARSE_GRID_H, WASHOUT_FINE_H)
     record = np.full((grid.size, len(signals)), np.nan)
     info = FastPathInfo(exact_intervals=0, periodic_from_d=None, washout_exact_until_d=None)
 
-    def run(lo: float, hi: float) -> None:
+    def run(lo: float, hi: float, on: Engine = core) -> None:
         """Simulate the core from lo to hi (hours), recording signals at the grid points in between."""
         i, j = int(np.searchsorted(grid, lo, side="left")), int(np.searchsorted(grid, hi, side="right"))
         inner = grid[i:j]
         head = [lo] if (inner.size == 0 or inner[0] > lo) else []
         tail = [hi] if (inner.size == 0 or inner[-1] < hi) else []
         try:
-            block = core.simulate([*head, *inner.tolist(), *tail], signals)
+            block = on.simulate([*head, *inner.tolist(), *tail], signals)
         except SimulationFailedError as exc:
             raise SimulationFailedError(f"{context}: {exc}") from exc
         record[i:j] = block[len(head) : len(head) + inner.size, 1:]
@@ -479,19 +631,20 @@ def simulate_fast(
     if not doses:
         record[:] = constant
     else:
-        core.arm_doses(dose_plan(regimen))  # type: ignore[arg-type]
+        plan = dose_plan(regimen)  # type: ignore[arg-type]
+        core.arm_doses(plan)
         if not periodic:
             run(0.0, t_end_h)
         else:
             info = _run_periodic(
                 run,
-                core,
+                engine,
                 core_parameters,
+                plan,
                 grid,
                 record,
                 np.searchsorted(grid, out_h),
-                marks,
-                interval,
+                doses,
                 t_end_h,
                 steady,
                 constant,

@@ -40,6 +40,7 @@ from ra_model.regimen import Regimen, parse_optional
 
 if TYPE_CHECKING:
     import distributed
+    import xarray
 
     from ra_model.fastpath import FastEngine
 
@@ -499,6 +500,7 @@ def _provenance(samples: pd.DataFrame, settings: _Settings, *, n: int) -> dict[s
         "t_end_d": settings.t_end_d,
         "output_step_d": settings.output_step_d,
         "metrics": [name for name, _ in settings.metrics],
+        "parameters": list(settings.parameter_columns),
         "fast": settings.fast,
         "rtol": settings.rtol,
         "n_samples": n,
@@ -592,3 +594,48 @@ def _assemble(samples: pd.DataFrame, done: Mapping[str, Mapping[str, Any]], sett
 def _metric_order(columns: Iterable[str], names: Sequence[str]) -> list[str]:
     rank = {n: i for i, n in enumerate(names)}
     return sorted(columns, key=lambda c: (rank.get(c.split(".", 1)[0], len(rank)), c))
+
+
+def to_xarray(table: pd.DataFrame, *, parameters: Sequence[str] | None = None) -> xarray.Dataset:
+    """Return a grid sweep's table as an xarray Dataset with one dimension per swept parameter.
+
+    Metric, ``status``, ``message``, ``sample_id`` and ``meta_`` columns become data variables on
+    the grid; yes/no metrics stay boolean where no sample failed and become 1.0/0.0/NaN otherwise.
+    The provenance is kept as JSON text in ``attrs["provenance"]`` (netCDF attributes hold text).
+
+    Args:
+        table: What :func:`run_sweep` returned for a grid design (``make_design(design="grid")``).
+        parameters: The swept parameter columns; default: the provenance's ``parameters``.
+
+    Returns:
+        The Dataset, coordinates sorted ascending.
+
+    Raises:
+        InvalidValueError: If the parameter columns are unknown or the rows are not a full grid
+            (for example a Latin-hypercube design: use the table as it is).
+    """
+    provenance = table.attrs.get("provenance", {})
+    names = list(parameters if parameters is not None else provenance.get("parameters", []))
+    if not names:
+        raise InvalidValueError(
+            "to_xarray needs the swept parameter columns: pass parameters=[...] or a table from run_sweep"
+        )
+    missing = [n for n in names if n not in table.columns]
+    if missing:
+        raise InvalidValueError(f"to_xarray: the table has no column {missing[0]!r}; columns are {list(table.columns)}")
+    levels = [table[n].nunique() for n in names]
+    if table.duplicated(subset=names).any() or math.prod(levels) != len(table):
+        raise InvalidValueError(
+            f"to_xarray: the {len(table)} rows are not a full grid over {names} ({' x '.join(map(str, levels))} "
+            "levels); only grid designs map onto an array, use the table as it is"
+        )
+    frame = table.drop(columns=[c for c in (PHENOTYPE, REGIMEN) if c in table.columns and table[c].nunique() <= 1])
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.BooleanDtype):
+            values = frame[column]
+            frame[column] = values.astype(bool) if not values.isna().any() else values.astype("Float64").astype(float)
+        elif pd.api.types.is_string_dtype(frame[column].dtype):
+            frame[column] = frame[column].astype(object)
+    dataset = frame.set_index(names).sort_index().to_xarray()
+    dataset.attrs["provenance"] = json.dumps(provenance, default=str)
+    return dataset

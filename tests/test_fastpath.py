@@ -11,7 +11,7 @@ from ra_model import columns as C
 from ra_model import germline
 from ra_model.engine import Engine
 from ra_model.errors import InvalidValueError, ModelBuildError, UnknownNameError
-from ra_model.fastpath import FastEngine, core_sbml, fast_engine, simulate_fast
+from ra_model.fastpath import FastEngine, core_sbml, extrapolate_limit, fast_engine, simulate_fast
 from ra_model.metrics import peak_ejaculate_concentration, responder, time_to_first_motile_sperm_d
 from ra_model.model import ANTIMONY_FILE, antimony_to_sbml, default_sbml, model_dir
 from ra_model.regimen import Regimen
@@ -144,13 +144,29 @@ def test_a_short_regimen_is_simulated_dose_by_dose() -> None:
         np.testing.assert_allclose(fast[column], exact[column], rtol=1e-3, err_msg=column)
 
 
+def test_extrapolation_finds_the_limit_of_geometric_modes() -> None:
+    # x_n = x* + sum_i c_i v_i rho_i^n: with m modes, m + 2 iterates determine x* exactly
+    rng = np.random.default_rng(3)
+    limit = rng.uniform(1.0, 100.0, 9)
+    modes = rng.normal(size=(3, 9))
+    rhos = np.array([0.61, 0.37, 0.18])
+    iterates = np.array([limit + (rhos**n) @ modes for n in range(5)])
+    np.testing.assert_allclose(extrapolate_limit(iterates, floor=1e-9), limit, rtol=1e-9)
+    # a sequence that does not converge (constant steps) has no limit to find
+    drift = np.array([limit + n * modes[0] for n in range(5)])
+    assert extrapolate_limit(drift, floor=1e-9) is None
+
+
 def test_periodic_shortcut_agrees_with_every_dose_simulated() -> None:
     full = simulate_fast(PHENOTYPE, REGIMEN, t_end_d=250, periodic=False)
     short = simulate_fast(PHENOTYPE, REGIMEN, t_end_d=250)
     info = short.attrs["fast_path"]
-    assert 5 < info["exact_intervals"] < 60 and info["washout_exact_until_d"] > 180.5
+    assert 5 < info["exact_intervals"] < 20 and info["washout_exact_until_d"] > 180.5
+    # the periodic state was extrapolated, and the transient cut short was added back: without
+    # that correction the core signals are 1.6e-3 off in the days after the jump
+    assert info["extrapolated"]
     for o in C.OBSERVABLES:
-        np.testing.assert_allclose(short[o.column], full[o.column], rtol=1e-3, atol=1e-9, err_msg=o.column)
+        np.testing.assert_allclose(short[o.column], full[o.column], rtol=3e-4, atol=1e-9, err_msg=o.column)
     assert list(short[C.DOSES_GIVEN].iloc[[0, 1, 179, 180, 249]]) == [1, 3, 359, 360, 360]
 
 

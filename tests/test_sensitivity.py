@@ -155,6 +155,14 @@ def test_sweep_command_writes_a_table_and_resumes(tmp_path) -> None:  # type: ig
     assert {"testis_atRA_auc", "ra_model.metrics:responder"} <= set(table.columns)
     assert main(["sweep", str(spec), "--out", str(out), "--workers", "1", "--quiet"]) == 0  # loads, no rerun
     pd.testing.assert_frame_equal(pd.read_parquet(out / "sweep.parquet"), table)
+    assert not (out / "sweep.nc").exists()  # a Latin hypercube is no grid
+    grid_spec = tmp_path / "grid.toml"
+    grid_spec.write_text(SPEC.replace('design = "latin"', 'design = "grid"'), encoding="utf-8")
+    assert main(["sweep", str(grid_spec), "--out", str(tmp_path / "grid"), "--workers", "1", "--quiet"]) == 0
+    import xarray
+
+    with xarray.open_dataset(tmp_path / "grid" / "sweep.nc", engine="scipy") as grid:
+        assert dict(grid.sizes) == {"cyp26_expr": 3}
 
 
 def test_plots_draw_one_bar_per_parameter_with_its_interval() -> None:

@@ -258,3 +258,28 @@ def test_a_user_edited_sbml_file_sweeps_like_simulate(tmp_path: Path) -> None:
     assert result.attrs["provenance"]["model_file"] == str(path.resolve())
     with pytest.raises(InvalidValueError, match="fast path"):
         run_sweep(samples, metrics={"auc": M.testis_atRA_auc}, t_end_d=20, model=path, fast=True, progress=False)
+
+
+def test_a_grid_sweep_becomes_an_array_with_one_dimension_per_parameter(tmp_path: Path) -> None:
+    import xarray
+
+    from ra_model.design import default_ranges, make_design
+    from ra_model.sweep import to_xarray
+
+    samples = make_design(default_ranges(["cyp26_expr", "stra6_expr"]), design="grid", n=3, seed=0)
+    metrics = {"auc": M.testis_atRA_auc, "responder": responder}
+    table = run_sweep(samples, metrics=metrics, phenotype=PHENOTYPE, regimen="20 mg bid for 5 d", t_end_d=10, workers=1)
+    grid = to_xarray(table)
+    assert dict(grid.sizes) == {"cyp26_expr": 3, "stra6_expr": 3}
+    for _, row in table.iterrows():
+        cell = grid.sel(cyp26_expr=row["cyp26_expr"], stra6_expr=row["stra6_expr"])
+        assert float(cell["auc"]) == row["auc"] and str(cell["sample_id"].item()) == row["sample_id"]
+        assert bool(cell["responder"]) == bool(row["responder"]) and str(cell["status"].item()) == "ok"
+    assert json.loads(grid.attrs["provenance"])["design"] == "grid"
+    path = tmp_path / "sweep.nc"
+    grid.to_netcdf(path, engine="scipy")  # what `ra-model sweep` writes for a grid design
+    with xarray.open_dataset(path, engine="scipy") as back:
+        np.testing.assert_array_equal(back["auc"].values, grid["auc"].values)
+    scattered = table.assign(cyp26_expr=np.arange(len(table), dtype=float))
+    with pytest.raises(InvalidValueError, match="not a full grid"):
+        to_xarray(scattered)

@@ -13,7 +13,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     from ra_model.design import load_sweep_spec, make_design
     from ra_model.metrics import resolve_metric
-    from ra_model.sweep import run_sweep
+    from ra_model.sweep import run_sweep, to_xarray
 
     path = Path(args.spec)
     raw = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -40,6 +40,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out / "sweep.parquet", index=False)
     table.to_csv(out / "sweep.csv", index=False)
+    if spec.design == "grid":  # a grid is also an array: one dimension per parameter
+        to_xarray(table).to_netcdf(out / "sweep.nc", engine="scipy")
     (out / "provenance.json").write_text(json.dumps(table.attrs["provenance"], indent=2, default=str), encoding="utf-8")
     failed = int((table["status"] != "ok").sum())
     sys.stdout.write(f"wrote {out / 'sweep.parquet'} ({len(table)} samples, {failed} failed)\n")
