@@ -13,9 +13,13 @@ simulated for 365 days with daily output.
 (b) exact: ``run_sweep(fast=False, workers=W)``: warm worker processes, discrete doses, rtol 1e-6 and
     atol 1e-13 (SWEEP_RTOL, SWEEP_ATOL).
 (c) fast: ``run_sweep(fast=True, workers=W)``: the split model of ``ra_model.fastpath`` (retinoid core in
-    libroadrunner dose by dose until periodic, its last interval repeated, the washout exact; the germ
-    line in compiled code). Its numba kernels are compiled (or loaded from numba's cache) before timing,
-    as the naive loop gets a warm-up run.
+    libroadrunner dose by dose until its periodic state can be extrapolated, that orbit repeated, the
+    washout exact; the germ line in compiled code). Its numba kernels are compiled (or loaded from
+    numba's cache) before timing, as the naive loop gets a warm-up run.
+
+The three take turns on ``--blocks`` blocks of samples (naive, exact, fast on block 1, then block 2, ...),
+so a slow spell of the (shared, noisy) machine falls on all three alike; each path's time is its sum
+over the blocks, worker-pool start-up included.
 
 Accuracy is measured on the first ``--n-accuracy`` samples against a reference at rtol 1e-10 / atol
 1e-14: the maximum relative error of every observable over all output times (relative to the
@@ -174,6 +178,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes for our paths (default 2)")
     parser.add_argument("--n-accuracy", type=int, default=50, help="samples checked against the reference")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--blocks", type=int, default=5, help="blocks the three paths take turns on (default 5)")
     args = parser.parse_args()
     logging.getLogger("roadrunner").setLevel(logging.ERROR)
     samples = draw_samples(args.n, args.seed)
@@ -183,29 +188,12 @@ def main() -> int:
     naive = NaiveLoop()
     print(f"trap check: a second run after plain reset() got {naive.plain_reset_doses()} of 4 doses")
     naive.run(values[0])  # warm-up, not timed
-    t = time.perf_counter()
-    naive_tables = []
-    naive_failed = 0
-    for v in values:
-        try:
-            table = naive.run(v)
-        except RuntimeError:
-            naive_failed += 1
-            naive_tables.append(None)
-            continue
-        if int(table[C.DOSES_GIVEN].iloc[-1]) != N_DOSES:
-            raise SystemExit(f"naive loop gave {table[C.DOSES_GIVEN].iloc[-1]} doses, not {N_DOSES}")
-        naive_tables.append(table)
-    t_naive = time.perf_counter() - t
-    print(
-        f"(a) naive tellurium loop (1 process): {t_naive:.1f} s, {args.n / t_naive:.2f} samples/s, "
-        f"every run got {N_DOSES} doses; {naive_failed} failed"
-    )
+    simulate_fast(PHENOTYPE, REGIMEN, t_end_d=T_END_D, overrides=values[0], engine=fast_engine())  # warm-up
 
-    def timed_sweep(fast: bool) -> tuple[pd.DataFrame, float]:
+    def timed_sweep(block: pd.DataFrame, fast: bool) -> tuple[pd.DataFrame, float]:
         start = time.perf_counter()
         table = run_sweep(
-            samples,
+            block,
             metrics=METRICS,
             phenotype=PHENOTYPE,
             regimen=REGIMEN,
@@ -216,9 +204,43 @@ def main() -> int:
         )
         return table, time.perf_counter() - start
 
-    exact, t_exact = timed_sweep(False)
-    simulate_fast(PHENOTYPE, REGIMEN, t_end_d=T_END_D, overrides=values[0], engine=fast_engine())  # warm-up
-    fast, t_fast = timed_sweep(True)
+    # The three paths take turns on blocks of samples, so a slow spell of this shared machine falls
+    # on all of them alike; each path's time is the sum over blocks (pool start-up included).
+    naive_tables: list[pd.DataFrame | None] = []
+    naive_failed = 0
+    t_naive = t_exact = t_fast = 0.0
+    exact_parts, fast_parts = [], []
+    bounds = np.linspace(0, args.n, args.blocks + 1).astype(int)
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        t = time.perf_counter()
+        for v in values[lo:hi]:
+            try:
+                table = naive.run(v)
+            except RuntimeError:
+                naive_failed += 1
+                naive_tables.append(None)
+                continue
+            if int(table[C.DOSES_GIVEN].iloc[-1]) != N_DOSES:
+                raise SystemExit(f"naive loop gave {table[C.DOSES_GIVEN].iloc[-1]} doses, not {N_DOSES}")
+            naive_tables.append(table)
+        t_naive += time.perf_counter() - t
+        block = samples.iloc[lo:hi]
+        part, secs = timed_sweep(block, False)
+        exact_parts.append(part)
+        t_exact += secs
+        part, secs = timed_sweep(block, True)
+        fast_parts.append(part)
+        t_fast += secs
+        print(
+            f"  samples {lo}-{hi}: naive {t_naive:.1f} s, exact {t_exact:.1f} s, fast {t_fast:.1f} s (cumulative)",
+            flush=True,
+        )
+    exact = pd.concat(exact_parts, ignore_index=True)
+    fast = pd.concat(fast_parts, ignore_index=True)
+    print(
+        f"(a) naive tellurium loop (1 process): {t_naive:.1f} s, {args.n / t_naive:.2f} samples/s, "
+        f"every run got {N_DOSES} doses; {naive_failed} failed"
+    )
     for name, secs, table in (("(b) exact", t_exact, exact), ("(c) fast", t_fast, fast)):
         print(
             f"{name} run_sweep, {args.workers} workers: {secs:.1f} s, {args.n / secs:.2f} samples/s, "
