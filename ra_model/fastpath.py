@@ -47,14 +47,14 @@ from ra_model import germline
 from ra_model.engine import DosePlan, Engine, SolverOptions
 from ra_model.errors import ModelBuildError, SimulationFailedError, UnknownNameError
 from ra_model.model import default_sbml
-from ra_model.phenotypes import Phenotype, get_phenotype
+from ra_model.phenotypes import Phenotype
 from ra_model.regimen import Regimen
 from ra_model.simulate import (
     PREEQ_FLOOR,
-    check_positive_days,
     clean_amounts,
     dose_plan,
     output_grid_d,
+    resolve_scenario,
     steady_state_amounts,
 )
 
@@ -581,19 +581,10 @@ def simulate_fast(
         SimulationFailedError: The core's solver failed.
     """
     engine = engine or fast_engine()
-    preset = get_phenotype(phenotype) if isinstance(phenotype, str) else phenotype
-    if isinstance(regimen, str):
-        regimen = Regimen.parse(regimen)
-    check_positive_days("t_end_d", t_end_d)
-    check_positive_days("output_step_d", output_step_d)
     full, core = engine.full, engine.core
-    user = dict(overrides or {})
-    for name in user:
-        if name not in full.defaults:
-            raise UnknownNameError("parameter", name, full.defaults)
-    for name in preset.initial_amounts:
-        if name not in full.initial_amounts:
-            raise UnknownNameError("species", name, full.initial_amounts, where=f"phenotype {preset.name!r}")
+    preset, regimen, user = resolve_scenario(
+        full, phenotype, regimen, t_end_d=t_end_d, output_step_d=output_step_d, overrides=overrides
+    )
     parameters = preset.resolve(full.defaults) | user
     core_parameters = {k: v for k, v in parameters.items() if k in core.defaults}
     start = dict(full.initial_amounts) | dict(preset.initial_amounts)

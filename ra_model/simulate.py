@@ -166,12 +166,9 @@ def simulate(
         SimulationFailedError: The solver failed; ``exc.partial`` holds the rows computed before.
     """
     engine = engine or default_engine()
-    preset = get_phenotype(phenotype) if isinstance(phenotype, str) else phenotype
-    if isinstance(regimen, str):
-        regimen = Regimen.parse(regimen)
-    check_positive_days("t_end_d", t_end_d)
-    check_positive_days("output_step_d", output_step_d)
-    user = dict(overrides or {})
+    preset, regimen, user = resolve_scenario(
+        engine, phenotype, regimen, t_end_d=t_end_d, output_step_d=output_step_d, overrides=overrides
+    )
     for name in (c.parameter for c in changes):  # checked up front: changes apply mid-run
         if name not in engine.defaults:
             raise UnknownNameError("parameter", name, engine.defaults)
@@ -181,9 +178,6 @@ def simulate(
                 f"change of {change.parameter!r} at day {change.t_d:g} is not before the end of the run "
                 f"({t_end_d:g} d); lengthen t_end_d or move the change"
             )
-    for name in preset.initial_amounts:
-        if name not in engine.initial_amounts:
-            raise UnknownNameError("species", name, engine.initial_amounts, where=f"phenotype {preset.name!r}")
     parameters = preset.resolve(engine.defaults) | user
 
     context = f"phenotype {preset.name!r}, regimen {str(regimen) if regimen else 'none'!r}"
@@ -233,6 +227,40 @@ def simulate(
         solver={"rtol": engine.options.rtol, "atol": engine.options.atol},
     )
     return table
+
+
+def resolve_scenario(
+    engine: Engine,
+    phenotype: str | Phenotype,
+    regimen: Regimen | str | None,
+    *,
+    t_end_d: float,
+    output_step_d: float,
+    overrides: Mapping[str, float] | None,
+) -> tuple[Phenotype, Regimen | None, dict[str, float]]:
+    """Check a scenario's inputs against a compiled model before anything runs.
+
+    Returns:
+        The phenotype preset, the parsed regimen (or None) and the user's overrides as a dict.
+
+    Raises:
+        UnknownNameError: Unknown phenotype, parameter, or species in the preset (with close matches).
+        InvalidValueError: Bad horizon or step.
+        RegimenParseError: Regimen text that cannot be parsed.
+    """
+    preset = get_phenotype(phenotype) if isinstance(phenotype, str) else phenotype
+    if isinstance(regimen, str):
+        regimen = Regimen.parse(regimen)
+    check_positive_days("t_end_d", t_end_d)
+    check_positive_days("output_step_d", output_step_d)
+    user = dict(overrides or {})
+    for name in user:
+        if name not in engine.defaults:
+            raise UnknownNameError("parameter", name, engine.defaults)
+    for name in preset.initial_amounts:
+        if name not in engine.initial_amounts:
+            raise UnknownNameError("species", name, engine.initial_amounts, where=f"phenotype {preset.name!r}")
+    return preset, regimen, user
 
 
 def dose_plan(regimen: Regimen) -> DosePlan:

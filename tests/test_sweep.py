@@ -283,3 +283,5 @@ def test_a_grid_sweep_becomes_an_array_with_one_dimension_per_parameter(tmp_path
     scattered = table.assign(cyp26_expr=np.arange(len(table), dtype=float))
     with pytest.raises(InvalidValueError, match="not a full grid"):
         to_xarray(scattered)
+    with pytest.raises(InvalidValueError, match="no column 'cyp26_exp'"):
+        to_xarray(table, parameters=["cyp26_exp"])
