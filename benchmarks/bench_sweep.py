@@ -10,8 +10,10 @@ simulated for 365 days with daily output.
     way as ra_model (1000-d blocks until the last year changes < 1e-6), then arm the dose event and
     give the t = 0 dose by hand (a plain reset() keeps the event's exhausted counters: no doses; a
     resetAll() fires the t = 0 dose before new values are set). Every sample is checked to get 360 doses.
-(b) exact: ``run_sweep(fast=False, workers=W)``: warm worker processes, discrete doses, rtol 1e-6 and
-    atol 1e-13 (SWEEP_RTOL, SWEEP_ATOL).
+(b) exact: ``run_sweep(fast=False, workers=W)``: warm worker processes, every dose simulated, rtol 1e-6
+    and atol 1e-13 (SWEEP_RTOL, SWEEP_ATOL), on the split model of ``ra_model.splitpath`` (everything
+    but the germ-cell chain in libroadrunner, recorded every half hour; the chain compiled). With
+    ``--whole-exact`` the whole model runs in libroadrunner instead (``split=False``).
 (c) fast: ``run_sweep(fast=True, workers=W)``: the split model of ``ra_model.fastpath`` (retinoid core in
     libroadrunner dose by dose until its periodic state can be extrapolated, that orbit repeated, the
     washout exact; the germ line in compiled code). Its numba kernels are compiled (or loaded from
@@ -49,6 +51,7 @@ from ra_model.metrics import BUILTIN_METRICS, peak_ejaculate_concentration, resp
 from ra_model.model import ANTIMONY_FILE, default_sbml, model_dir
 from ra_model.phenotypes import get_phenotype
 from ra_model.simulate import LEDGER_SPECIES, MAX_PREEQ_BLOCKS, PREEQ_BLOCK_D, PREEQ_FLOOR, PREEQ_RTOL, simulate
+from ra_model.splitpath import SplitEngine, simulate_split
 from ra_model.sweep import run_sweep, worker_engine
 
 PHENOTYPE = "maturation_arrest"
@@ -179,6 +182,7 @@ def main() -> int:
     parser.add_argument("--n-accuracy", type=int, default=50, help="samples checked against the reference")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--blocks", type=int, default=5, help="blocks the three paths take turns on (default 5)")
+    parser.add_argument("--whole-exact", action="store_true", help="exact path on the whole model (split=False)")
     args = parser.parse_args()
     logging.getLogger("roadrunner").setLevel(logging.ERROR)
     samples = draw_samples(args.n, args.seed)
@@ -190,6 +194,9 @@ def main() -> int:
     naive.run(values[0])  # warm-up, not timed
     simulate_fast(PHENOTYPE, REGIMEN, t_end_d=T_END_D, overrides=values[0], engine=fast_engine())  # warm-up
 
+    split = not args.whole_exact
+    print(f"exact path: {'split model' if split else 'whole model'}")
+
     def timed_sweep(block: pd.DataFrame, fast: bool) -> tuple[pd.DataFrame, float]:
         start = time.perf_counter()
         table = run_sweep(
@@ -200,6 +207,7 @@ def main() -> int:
             t_end_d=T_END_D,
             workers=args.workers,
             fast=fast,
+            split=split,
             progress=False,
         )
         return table, time.perf_counter() - start
@@ -261,7 +269,9 @@ def main() -> int:
         if nt is None:
             continue
         refs.append(simulate(PHENOTYPE, REGIMEN, t_end_d=T_END_D, overrides=v, engine=ref_engine))
-        exacts.append(simulate(PHENOTYPE, REGIMEN, t_end_d=T_END_D, overrides=v, engine=worker_engine()))
+        engine = worker_engine(split=split)
+        run = simulate_split if isinstance(engine, SplitEngine) else simulate
+        exacts.append(run(PHENOTYPE, REGIMEN, t_end_d=T_END_D, overrides=v, engine=engine))  # type: ignore[arg-type]
         fasts.append(simulate_fast(PHENOTYPE, REGIMEN, t_end_d=T_END_D, overrides=v, engine=fast_engine()))
         naives.append(nt)
     print(f"\naccuracy on {len(refs)} samples vs rtol 1e-10 reference (max relative error over all times):")

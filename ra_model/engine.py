@@ -97,8 +97,10 @@ class Engine:
         self.species_ids: tuple[str, ...] = tuple(model.getFloatingSpeciesIds())
         # A scalar absolute tolerance is rescaled by libroadrunner to atol x |current amount| at
         # every simulate() call, so a drained pool (1e-300) gets an impossible tolerance and CVODE
-        # fails (sys-bio/roadrunner#1349). A vector is used as given: one uniform atol per state.
-        integrator.setValue("absolute_tolerance", [self.options.atol] * len(self.species_ids))
+        # fails (sys-bio/roadrunner#1349). A vector is used as given: one uniform atol per state
+        # (the states are the species and any variables set by rate rules).
+        n_states = len(self.species_ids) + int(model.getNumRateRules())
+        integrator.setValue("absolute_tolerance", [self.options.atol] * n_states)
         self.parameter_ids: tuple[str, ...] = tuple(model.getGlobalParameterIds())
         self.compartment_ids: tuple[str, ...] = tuple(model.getCompartmentIds())
         rules = set(self._rr.getAssignmentRuleIds())

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -130,15 +130,16 @@ def _names(ast: libsbml.ASTNode | None) -> set[str]:
     return found
 
 
-def core_sbml(sbml: str) -> str:
+def core_sbml(sbml: str, *, drop: Sequence[str] = DROPPED_SPECIES) -> str:
     """Return the retinoid core of a model: the SBML without the germ-line species.
 
-    Species in :data:`DROPPED_SPECIES` are removed, with the reactions that then have no species
+    Species in ``drop`` (default :data:`DROPPED_SPECIES`) are removed, with the reactions that then have no species
     or whose rate law reads a removed species, and (transitively) the assignment rules that read one.
     Reactions that consume a core species and produce a removed one keep their consumption.
 
     Args:
         sbml: SBML text of the full model.
+        drop: Species to remove.
 
     Raises:
         ModelBuildError: If a species to drop is missing or the result does not validate as SBML.
@@ -147,8 +148,8 @@ def core_sbml(sbml: str) -> str:
     model = doc.getModel()
     if model is None:
         raise ModelBuildError("the SBML has no model; cannot derive the fast path's core")
-    dropped = set(DROPPED_SPECIES)
-    for species in DROPPED_SPECIES:
+    dropped = set(drop)
+    for species in drop:
         if model.removeSpecies(species) is None:
             raise ModelBuildError(
                 f"the model has no species {species!r}, which the fast path integrates separately; "

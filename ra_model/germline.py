@@ -41,6 +41,9 @@ SPECIES: tuple[str, ...] = (
     "EP3",
     "CAUDA",
 )
+#: The head of the cascade, driven by fast-varying core signals (plasma isotretinoin, RAR
+#: occupancy, RA signal): a core that carries them (the split exact path's) records them instead.
+UPSTREAM: tuple[str, ...] = ("Oxo", "STRA8", "TJ_open")
 #: Species that the fast path drops from the retinoid core without integrating here: the sealed
 #: junctions (the junction total is conserved, so sealed = total - open) and the mass-balance ledger.
 DERIVED_SPECIES: tuple[str, ...] = ("TJ_sealed", "Eliminated")
@@ -133,8 +136,8 @@ I_RS1 = _S["RS1"]
 I_ES, I_EP1, I_EP2, I_EP3, I_CAUDA = (_S[s] for s in ("ES", "EP1", "EP2", "EP3", "CAUDA"))
 
 _GAMMA = 2.0 - math.sqrt(2.0)
-#: Sub-steps per grid step for mature spermatids and the caput.
-SUBSTEPS = 4
+#: Longest sub-step for mature spermatids and the caput, hours (a half-hour step takes four).
+GATE_SUBSTEP_H = 0.125
 
 
 def parameter_vector(values: dict[str, float]) -> np.ndarray:
@@ -275,7 +278,41 @@ def integrate(times: np.ndarray, inputs: np.ndarray, params: np.ndarray, x0: np.
     Returns:
         The states at every grid time (n, len(SPECIES)).
     """
+    return integrate_driven(times, inputs, params, x0, np.empty((0, len(UPSTREAM))), np.empty(0), GATE_SUBSTEP_H)
+
+
+@njit(cache=True, error_model="numpy")
+def integrate_driven(
+    times: np.ndarray,
+    inputs: np.ndarray,
+    params: np.ndarray,
+    x0: np.ndarray,
+    upstream: np.ndarray,
+    gate_mean: np.ndarray,
+    gate_substep_h: float,
+) -> np.ndarray:
+    """Integrate the cascade, optionally taking its fast-driven head and the gate's averages from the core.
+
+    Args:
+        times: Increasing grid times, hours (n,).
+        inputs: Core signals at the grid times, columns as :data:`INPUTS` (n, 4).
+        params: Parameter vector in :data:`PARAMETERS` order.
+        x0: States at ``times[0]`` in :data:`SPECIES` order.
+        upstream: The :data:`UPSTREAM` states recorded by a core that carries them (n, 3), used
+            instead of integrating them here; or an empty (0, 3) array.
+        gate_mean: The spermiation gate's exact mean over each grid step (n - 1,), from the
+            integral the core carries (NaN where unknown); or an empty array. The gate's
+            interpolant inside each step is corrected to have this mean.
+        gate_substep_h: Longest sub-step of mature spermatids and the caput, hours: near the
+            ejaculate threshold the caput's saturable loss makes its output follow the spermiation
+            flux within minutes.
+
+    Returns:
+        The states at every grid time (n, len(SPECIES)).
+    """
     p = params
+    driven = upstream.shape[0] == times.shape[0]
+    with_mean = gate_mean.shape[0] == times.shape[0] - 1
     n = times.shape[0]
     out = np.empty((n, x0.shape[0]))
     out[0] = x0
@@ -320,6 +357,10 @@ def integrate(times: np.ndarray, inputs: np.ndarray, params: np.ndarray, x0: np.
             w_tj = _weights(q_tj, h)
             q_tj_last, h_last_tj = q_tj, h
         y[I_TJO] = _step(w_tj, x[I_TJO], c0[2] * p[TJ_TOTAL], tj1 * p[TJ_TOTAL])
+        if driven:
+            y[I_OXO] = upstream[i + 1, 0]
+            y[I_STRA8] = upstream[i + 1, 1]
+            y[I_TJO] = upstream[i + 1, 2]
         c1 = _coefficients(p, u1, y[I_STRA8], y[I_TJO])
         # stem cells: logistic self-renewal minus differentiation
         a_ssc = p[R_SSC] - p[K_DIFF] * 0.5 * (c0[3] + c1[3])
@@ -354,7 +395,7 @@ def integrate(times: np.ndarray, inputs: np.ndarray, params: np.ndarray, x0: np.
             prev0 = q_rs * x[k]
             prev1 = q_rs * y[k]
         # mature spermatids (spermiation gated by RA, or phagocytosis) and the caput (saturable duct
-        # loss), in SUBSTEPS sub-steps: near the ejaculate threshold the caput passes only the small
+        # loss), in sub-steps of at most gate_substep_h: near the ejaculate threshold the caput passes only the small
         # excess of the spermiation flux over the duct loss, so the flux's swings within each dosing
         # interval are followed with a cubic (Hermite) interpolant of the spermiation gate.
         lo = i - 1 if i > 0 else i
@@ -362,20 +403,39 @@ def integrate(times: np.ndarray, inputs: np.ndarray, params: np.ndarray, x0: np.
         g0, g1 = inputs[i, 3], inputs[i + 1, 3]
         d0 = (inputs[i + 1, 3] - inputs[lo, 3]) / (times[i + 1] - times[lo]) * h
         d1 = (inputs[hi, 3] - inputs[i, 3]) / (times[hi] - times[i]) * h
-        steady_gate = g0 == g1 and d0 == 0.0 and d1 == 0.0
-        m = 1 if steady_gate else SUBSTEPS
+        # with the gate's exact mean known, a bump 6 tau (1 - tau) (zero at both ends) gives the
+        # interpolant that mean, and each sub-step's rate uses the interpolant's exact integral
+        bump = math.nan
+        if with_mean and not math.isnan(gate_mean[i]):
+            bump = gate_mean[i] - (0.5 * (g0 + g1) + (d0 - d1) / 12.0)
+        steady_gate = g0 == g1 and d0 == 0.0 and d1 == 0.0 and (math.isnan(bump) or bump == 0.0)
+        m = 1 if steady_gate else int(math.ceil(h / gate_substep_h - 1e-9))
         hs = h / m
         es, ep1 = x[I_ES], x[I_EP1]
         rs_a = prev0
         rate_a = c0[5]
         vmax, km, kep = p[VMAX_DUCT], p[K_DUCT], q_ep
+        area_a = 0.0
         for j in range(m):
             tau = (j + 1.0) / m
             t2, t3 = tau * tau, tau * tau * tau
             gate = (2 * t3 - 3 * t2 + 1) * g0 + (t3 - 2 * t2 + tau) * d0 + (-2 * t3 + 3 * t2) * g1 + (t3 - t2) * d1
             rate_b = p[K_SPERMIATION] * gate if j + 1 < m else c1[5]
             rs_b = prev0 + tau * (prev1 - prev0)
-            q_es = 0.5 * (rate_a + rate_b) + p[K_PHAGO]
+            if math.isnan(bump):
+                q_es = 0.5 * (rate_a + rate_b) + p[K_PHAGO]
+            else:
+                rate_b += p[K_SPERMIATION] * bump * 6.0 * tau * (1.0 - tau)
+                t4 = t2 * t2
+                area_b = (
+                    (0.5 * t4 - t3 + tau) * g0
+                    + (0.25 * t4 - 2.0 * t3 / 3.0 + 0.5 * t2) * d0
+                    + (t3 - 0.5 * t4) * g1
+                    + (0.25 * t4 - t3 / 3.0) * d1
+                    + bump * (3.0 * t2 - 2.0 * t3)
+                )
+                q_es = p[K_SPERMIATION] * (area_b - area_a) * m + p[K_PHAGO]
+                area_a = area_b
             if q_es != q_es_last or hs != h_last_es:
                 w_es = _weights(q_es, hs)
                 q_es_last, h_last_es = q_es, hs
@@ -431,3 +491,77 @@ def steady_state(inputs: np.ndarray, params: np.ndarray, x0: np.ndarray) -> np.n
     x[I_EP3] = x[I_EP1]
     x[I_CAUDA] = p[K_EP] * x[I_EP1] / p[K_CAUDA]
     return x
+
+
+@njit(cache=True, error_model="numpy")
+def refine_driven(
+    times: np.ndarray, inputs: np.ndarray, upstream: np.ndarray, gate_mean: np.ndarray, max_step_h: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split every grid step into equal sub-steps of at most ``max_step_h``, for :func:`integrate_driven`.
+
+    The slow signals (RAR occupancy, RA signal, the head states) are interpolated linearly. The
+    spermiation gate follows the same cubic that :func:`integrate_driven` uses inside a step (slopes
+    from the neighbouring rows), corrected to the step's exact mean where ``gate_mean`` gives one;
+    each sub-step's mean is that interpolant's exact integral over it.
+
+    Returns:
+        The finer times, inputs, upstream states and gate means.
+    """
+    n = times.shape[0]
+    counts = np.ones(max(n - 1, 0), dtype=np.int64)
+    for i in range(n - 1):
+        h = times[i + 1] - times[i]
+        if h > max_step_h:
+            counts[i] = int(math.ceil(h / max_step_h - 1e-9))
+    total = int(counts.sum()) + 1
+    ft = np.empty(total)
+    fin = np.empty((total, inputs.shape[1]))
+    fup = np.empty((total, upstream.shape[1]))
+    fgm = np.empty(total - 1)
+    r = 0
+    for i in range(n - 1):
+        h = times[i + 1] - times[i]
+        m = counts[i]
+        g0, g1 = inputs[i, 3], inputs[i + 1, 3]
+        lo = i - 1 if i > 0 else i
+        hi = i + 2 if i + 2 < n else i + 1
+        d0 = d1 = 0.0
+        if h > 0.0:
+            d0 = (inputs[i + 1, 3] - inputs[lo, 3]) / (times[i + 1] - times[lo]) * h
+            d1 = (inputs[hi, 3] - inputs[i, 3]) / (times[hi] - times[i]) * h
+        bump = 0.0
+        if not math.isnan(gate_mean[i]):
+            bump = gate_mean[i] - (0.5 * (g0 + g1) + (d0 - d1) / 12.0)
+        area_a = 0.0
+        for j in range(m):
+            tau = j / m
+            ft[r] = times[i] + tau * h
+            for c in range(inputs.shape[1]):
+                fin[r, c] = inputs[i, c] + tau * (inputs[i + 1, c] - inputs[i, c])
+            for c in range(upstream.shape[1]):
+                fup[r, c] = upstream[i, c] + tau * (upstream[i + 1, c] - upstream[i, c])
+            t2, t3 = tau * tau, tau * tau * tau
+            fin[r, 3] = (
+                (2 * t3 - 3 * t2 + 1) * g0
+                + (t3 - 2 * t2 + tau) * d0
+                + (-2 * t3 + 3 * t2) * g1
+                + (t3 - t2) * d1
+                + bump * 6.0 * tau * (1.0 - tau)
+            )
+            tb = (j + 1.0) / m
+            b2, b3 = tb * tb, tb * tb * tb
+            b4 = b2 * b2
+            area_b = (
+                (0.5 * b4 - b3 + tb) * g0
+                + (0.25 * b4 - 2.0 * b3 / 3.0 + 0.5 * b2) * d0
+                + (b3 - 0.5 * b4) * g1
+                + (0.25 * b4 - b3 / 3.0) * d1
+                + bump * (3.0 * b2 - 2.0 * b3)
+            )
+            fgm[r] = (area_b - area_a) * m if m > 1 or not math.isnan(gate_mean[i]) else math.nan
+            area_a = area_b
+            r += 1
+    ft[r] = times[n - 1]
+    fin[r] = inputs[n - 1]
+    fup[r] = upstream[n - 1]
+    return ft, fin, fup, fgm

@@ -16,6 +16,7 @@ from ra_model import metrics as M
 from ra_model.errors import InvalidValueError, UnknownNameError
 from ra_model.metrics import BUILTIN_METRICS, peak_ejaculate_concentration, resolve_metric, responder
 from ra_model.simulate import simulate
+from ra_model.splitpath import simulate_split
 from ra_model.sweep import run_sweep, worker_engine
 
 REGIMEN = "20 mg bid for 30 d"
@@ -71,18 +72,19 @@ def test_sweep_rows_equal_simulate_and_metrics() -> None:
     assert (result["status"] == "ok").all() and (result["message"] == "").all()
     assert list(result["meta_site"]) == list(samples["meta_site"])
     for _, row in result.iterrows():
-        table = simulate(
-            PHENOTYPE,
-            REGIMEN,
-            t_end_d=T_END_D,
-            overrides={"cyp26_expr": row["cyp26_expr"], "stra6_expr": row["stra6_expr"]},
-            engine=worker_engine(),  # the sweep's exact path: same model, rtol SWEEP_RTOL
+        overrides = {"cyp26_expr": row["cyp26_expr"], "stra6_expr": row["stra6_expr"]}
+        table = simulate_split(  # the sweep's exact path: the split model at rtol SWEEP_RTOL
+            PHENOTYPE, REGIMEN, t_end_d=T_END_D, overrides=overrides, engine=worker_engine(split=True)
         )
         assert row["peak_ejaculate_concentration"] == table[C.EJACULATE_CONCENTRATION].max()
         assert row["responder"] == bool(table[C.MOTILE_SPERM_PRESENT].any())
         assert row["stra8.min"] == table[C.STRA8].min()
         assert row["stra8.max"] == table[C.STRA8].max()
+        whole = simulate(PHENOTYPE, REGIMEN, t_end_d=T_END_D, overrides=overrides, engine=worker_engine())
+        assert row["peak_ejaculate_concentration"] == pytest.approx(whole[C.EJACULATE_CONCENTRATION].max(), rel=1e-4)
+        assert row["stra8.max"] == pytest.approx(whole[C.STRA8].max(), rel=1e-5)
     prov = result.attrs["provenance"]
+    assert prov["split"] is True
     assert len(prov["model_hash"]) == 16
     assert {"libroadrunner", "numpy", "pandas", "SALib"} <= set(prov["package_versions"])
     assert prov["phenotype"] == PHENOTYPE and prov["regimen"] == REGIMEN
@@ -101,8 +103,8 @@ def test_per_row_phenotype_and_regimen() -> None:
         {"sample_id": ["untreated", "treated"], "phenotype": [PHENOTYPE, PHENOTYPE], "regimen": ["", REGIMEN]}
     )
     result = run_sweep(samples, metrics={"auc": M.testis_atRA_auc}, t_end_d=T_END_D, workers=1, progress=False)
-    untreated = simulate(PHENOTYPE, None, t_end_d=T_END_D, engine=worker_engine())
-    treated = simulate(PHENOTYPE, REGIMEN, t_end_d=T_END_D, engine=worker_engine())
+    untreated = simulate_split(PHENOTYPE, None, t_end_d=T_END_D, engine=worker_engine(split=True))
+    treated = simulate_split(PHENOTYPE, REGIMEN, t_end_d=T_END_D, engine=worker_engine(split=True))
     assert result["auc"].iloc[0] == pytest.approx(M.testis_atRA_auc(untreated), rel=1e-12)
     assert result["auc"].iloc[1] == pytest.approx(M.testis_atRA_auc(treated), rel=1e-12)
     assert result["auc"].iloc[1] > result["auc"].iloc[0]
