@@ -582,19 +582,19 @@ def simulate_fast(
         SimulationFailedError: The core's solver failed.
     """
     engine = engine or fast_engine()
-    full, core = engine.full, engine.core
-    preset, regimen, user = resolve_scenario(
-        full, phenotype, regimen, t_end_d=t_end_d, output_step_d=output_step_d, overrides=overrides
+    core = engine.core
+    scenario = prepare_split_run(
+        engine.full,
+        core,
+        phenotype,
+        regimen,
+        t_end_d=t_end_d,
+        output_step_d=output_step_d,
+        overrides=overrides,
+        path="fast path",
     )
-    parameters = preset.resolve(full.defaults) | user
-    core_parameters = {k: v for k, v in parameters.items() if k in core.defaults}
-    start = dict(full.initial_amounts) | dict(preset.initial_amounts)
-    context = f"phenotype {preset.name!r}, regimen {str(regimen) if regimen else 'none'!r} (fast path)"
-
-    try:
-        steady = steady_state_amounts(core, core_parameters, {s: start[s] for s in core.species_ids})
-    except SimulationFailedError as exc:
-        raise SimulationFailedError(f"{context}: pre-equilibration failed: {exc}") from exc
+    regimen, core_parameters, steady = scenario.regimen, scenario.core_parameters, scenario.steady
+    context = scenario.context
 
     t_end_h = float(t_end_d) * 24.0
     out_h = output_grid_d(t_end_d, output_step_d) * 24.0
@@ -643,37 +643,133 @@ def simulate_fast(
                 signals,
             )
 
-    values = dict(full.defaults) | parameters
-    values["TJ_total"] = start["TJ_sealed"] + start["TJ_open"]
-    pvec = germline.parameter_vector(values)
-    x_start = np.array([start[s] for s in germline.SPECIES])
+    pvec = germline.parameter_vector(scenario.values)
+    x_start = np.array([scenario.start[s] for s in germline.SPECIES])
     inputs = np.ascontiguousarray(record[:, : len(germline.INPUTS)])
     x0 = germline.steady_state(inputs[0], pvec, x_start)
     states = germline.integrate(grid, inputs, pvec, x0)
     rows = np.searchsorted(grid, out_h)
-    from_germline = germline_observables(states[rows], values)
-    core_cols = {o.model_id: len(germline.INPUTS) + j for j, o in enumerate(engine.core_observables)}
+    from_germline = germline_observables(states[rows], scenario.values)
+    from_core = {o.model_id: record[rows, len(germline.INPUTS) + j] for j, o in enumerate(engine.core_observables)}
+    return split_table(
+        scenario,
+        out_h,
+        doses,
+        from_core | from_germline,
+        model_hash=engine.sbml_hash,
+        solver={"rtol": core.options.rtol, "atol": core.options.atol, "fast_path": True, "grid_h": GRID_H},
+        fast_path=info.__dict__,
+    )
+
+
+@dataclass(frozen=True)
+class SplitRun:
+    """A scenario checked and resolved for a split model (the fast path's or the split exact path's).
+
+    Attributes:
+        preset: The phenotype preset.
+        regimen: The parsed regimen, or None.
+        user: The user's parameter overrides.
+        core_parameters: Phenotype and user values of the parameters the core has.
+        start: Species amounts before pre-equilibration (the model's, with the preset's on top).
+        steady: The core's untreated steady state.
+        values: Every full-model parameter value, plus ``TJ_total``, as the germ line reads them.
+        context: Scenario description for error messages.
+    """
+
+    preset: Phenotype
+    regimen: Regimen | None
+    user: dict[str, float]
+    core_parameters: dict[str, float]
+    start: dict[str, float]
+    steady: dict[str, float]
+    values: dict[str, float]
+    context: str
+
+
+def prepare_split_run(
+    full: Engine,
+    core: Engine,
+    phenotype: str | Phenotype,
+    regimen: Regimen | str | None,
+    *,
+    t_end_d: float,
+    output_step_d: float,
+    overrides: Mapping[str, float] | None,
+    path: str,
+) -> SplitRun:
+    """Check a scenario against the full model and pre-equilibrate the core without drug.
+
+    Args:
+        full: The full model (names and defaults).
+        core: The core that will be simulated.
+        phenotype: Preset name or a ``Phenotype``.
+        regimen: A ``Regimen``, its text, or None for no drug.
+        t_end_d: Simulated time, days.
+        output_step_d: Spacing of output rows, days.
+        overrides: Parameter values by id, on top of the phenotype.
+        path: Name of the calling path, for error messages.
+
+    Raises:
+        UnknownNameError, InvalidValueError, RegimenParseError: As ``simulate.resolve_scenario``.
+        SimulationFailedError: If the core reaches no steady state.
+    """
+    preset, parsed, user = resolve_scenario(
+        full, phenotype, regimen, t_end_d=t_end_d, output_step_d=output_step_d, overrides=overrides
+    )
+    parameters = preset.resolve(full.defaults) | user
+    core_parameters = {k: v for k, v in parameters.items() if k in core.defaults}
+    start = dict(full.initial_amounts) | dict(preset.initial_amounts)
+    context = f"phenotype {preset.name!r}, regimen {str(parsed) if parsed else 'none'!r} ({path})"
+    try:
+        steady = steady_state_amounts(core, core_parameters, {s: start[s] for s in core.species_ids})
+    except SimulationFailedError as exc:
+        raise SimulationFailedError(f"{context}: pre-equilibration failed: {exc}") from exc
+    values = dict(full.defaults) | parameters
+    values["TJ_total"] = start["TJ_sealed"] + start["TJ_open"]
+    return SplitRun(preset, parsed, user, core_parameters, start, steady, values, context)
+
+
+def split_table(
+    scenario: SplitRun,
+    out_h: np.ndarray,
+    doses: Sequence[float],
+    observables: Mapping[str, np.ndarray],
+    *,
+    model_hash: str,
+    solver: dict[str, Any],
+    **attrs: Any,
+) -> pd.DataFrame:
+    """Return a split run's results as ``simulate()`` does: the same columns and ``attrs``.
+
+    Args:
+        scenario: The resolved scenario.
+        out_h: Output times, hours.
+        doses: Dose times, hours.
+        observables: Every observable's values at the output times, by model id.
+        model_hash: Hash of the full model.
+        solver: Solver settings for ``attrs["solver"]``.
+        attrs: Further ``attrs`` entries.
+    """
     columns: dict[str, np.ndarray] = {
         C.TIME_D: out_h / 24.0,
         C.DOSES_GIVEN: np.searchsorted(np.asarray(doses, dtype=float), out_h, side="right"),
     }
     for o in C.OBSERVABLES:
-        columns[o.column] = (
-            from_germline[o.model_id] if o.model_id in from_germline else record[rows, core_cols[o.model_id]]
-        )
+        columns[o.column] = observables[o.model_id]
     table = pd.DataFrame(columns)
-    limit = float(values["motile_detection_limit"])
+    limit = float(scenario.values["motile_detection_limit"])
     table[C.MOTILE_SPERM_PRESENT] = table[C.MOTILE_CONCENTRATION] >= limit
     table.attrs.update(
         units=dict(C.UNITS),
-        phenotype=preset.name,
-        regimen=str(regimen) if regimen else None,
-        overrides=user,
+        phenotype=scenario.preset.name,
+        regimen=str(scenario.regimen) if scenario.regimen else None,
+        overrides=scenario.user,
         changes=[],
         dose_times_d=[t / 24 for t in doses],
         motile_detection_limit_M_per_mL=limit,
-        model_hash=engine.sbml_hash,
-        solver={"rtol": core.options.rtol, "atol": core.options.atol, "fast_path": True, "grid_h": GRID_H},
-        fast_path=info.__dict__,
+        model_hash=model_hash,
+        solver=solver,
+        **attrs,
     )
     return table

@@ -130,6 +130,8 @@ N_STATES = len(SPECIES)
     TJ_TOTAL,
 ) = range(len(PARAMETERS))
 I_OXO, I_STRA8, I_TJO, I_SSC, I_SG1 = 0, 1, 2, 3, 4
+#: Column of the spermiation gate among the inputs.
+GATE = INPUTS.index("spermiation_gate")
 I_PL = _S["PL"]
 I_SC1 = _S["SC1"]
 I_RS1 = _S["RS1"]
@@ -180,7 +182,7 @@ def _coefficients(p: np.ndarray, u: np.ndarray, stra8: float, tj_open: float) ->
     sealed = p[TJ_TOTAL] - tj_open
     btb = sealed / (sealed + tj_open)
     cross = p[K_CROSS] * (1.0 - btb) * g_meiosis
-    sperm = p[K_SPERMIATION] * u[3]
+    sperm = p[K_SPERMIATION] * u[GATE]
     return oxo_in, stra8_syn, tj_rate, g_diff, cross, sperm
 
 
@@ -263,6 +265,49 @@ def _logistic(x0: float, a: float, b: float, h: float) -> float:
         return x0 / (e + b * x0 * (1.0 - e) / a)
     growth = math.expm1(z) / z if z != 0.0 else 1.0  # (e^z - 1) / z, exact near z = 0
     return x0 * math.exp(z) / (1.0 + b * x0 * h * growth)
+
+
+@njit(cache=True, error_model="numpy")
+def _gate_cubic(times: np.ndarray, inputs: np.ndarray, i: int, mean: float) -> tuple[float, float, float, float, float]:
+    """The spermiation gate's cubic over step i: (g0, d0, g1, d1, bump).
+
+    End values, end slopes times the step length (from the neighbouring rows), and the weight of
+    the bump 6 tau (1 - tau), zero at both ends, that gives the cubic the step's exact ``mean``
+    (NaN when the mean is unknown).
+    """
+    n = times.shape[0]
+    h = times[i + 1] - times[i]
+    lo = i - 1 if i > 0 else i
+    hi = i + 2 if i + 2 < n else i + 1
+    g0, g1 = inputs[i, GATE], inputs[i + 1, GATE]
+    d0 = d1 = 0.0
+    if h > 0.0:
+        d0 = (inputs[i + 1, GATE] - inputs[lo, GATE]) / (times[i + 1] - times[lo]) * h
+        d1 = (inputs[hi, GATE] - inputs[i, GATE]) / (times[hi] - times[i]) * h
+    bump = math.nan if math.isnan(mean) else mean - (0.5 * (g0 + g1) + (d0 - d1) / 12.0)
+    return g0, d0, g1, d1, bump
+
+
+@njit(cache=True, error_model="numpy")
+def _gate_value(tau: float, g0: float, d0: float, g1: float, d1: float, bump: float) -> float:
+    """The gate's cubic (see :func:`_gate_cubic`) at fraction ``tau`` of the step."""
+    t2, t3 = tau * tau, tau * tau * tau
+    hermite = (2 * t3 - 3 * t2 + 1) * g0 + (t3 - 2 * t2 + tau) * d0 + (-2 * t3 + 3 * t2) * g1 + (t3 - t2) * d1
+    return hermite + bump * 6.0 * tau * (1.0 - tau)
+
+
+@njit(cache=True, error_model="numpy")
+def _gate_area(tau: float, g0: float, d0: float, g1: float, d1: float, bump: float) -> float:
+    """The integral of the gate's cubic from the step's start to fraction ``tau``, in step lengths."""
+    t2, t3 = tau * tau, tau * tau * tau
+    t4 = t2 * t2
+    return (
+        (0.5 * t4 - t3 + tau) * g0
+        + (0.25 * t4 - 2.0 * t3 / 3.0 + 0.5 * t2) * d0
+        + (t3 - 0.5 * t4) * g1
+        + (0.25 * t4 - t3 / 3.0) * d1
+        + bump * (3.0 * t2 - 2.0 * t3)
+    )
 
 
 @njit(cache=True, error_model="numpy")
@@ -398,16 +443,8 @@ def integrate_driven(
         # loss), in sub-steps of at most gate_substep_h: near the ejaculate threshold the caput passes only the small
         # excess of the spermiation flux over the duct loss, so the flux's swings within each dosing
         # interval are followed with a cubic (Hermite) interpolant of the spermiation gate.
-        lo = i - 1 if i > 0 else i
-        hi = i + 2 if i + 2 < n else i + 1
-        g0, g1 = inputs[i, 3], inputs[i + 1, 3]
-        d0 = (inputs[i + 1, 3] - inputs[lo, 3]) / (times[i + 1] - times[lo]) * h
-        d1 = (inputs[hi, 3] - inputs[i, 3]) / (times[hi] - times[i]) * h
-        # with the gate's exact mean known, a bump 6 tau (1 - tau) (zero at both ends) gives the
-        # interpolant that mean, and each sub-step's rate uses the interpolant's exact integral
-        bump = math.nan
-        if with_mean and not math.isnan(gate_mean[i]):
-            bump = gate_mean[i] - (0.5 * (g0 + g1) + (d0 - d1) / 12.0)
+        # with the gate's exact mean known, each sub-step's rate uses its corrected cubic's integral
+        g0, d0, g1, d1, bump = _gate_cubic(times, inputs, i, gate_mean[i] if with_mean else math.nan)
         steady_gate = g0 == g1 and d0 == 0.0 and d1 == 0.0 and (math.isnan(bump) or bump == 0.0)
         m = 1 if steady_gate else int(math.ceil(h / gate_substep_h - 1e-9))
         hs = h / m
@@ -418,22 +455,13 @@ def integrate_driven(
         area_a = 0.0
         for j in range(m):
             tau = (j + 1.0) / m
-            t2, t3 = tau * tau, tau * tau * tau
-            gate = (2 * t3 - 3 * t2 + 1) * g0 + (t3 - 2 * t2 + tau) * d0 + (-2 * t3 + 3 * t2) * g1 + (t3 - t2) * d1
+            gate = _gate_value(tau, g0, d0, g1, d1, 0.0 if math.isnan(bump) else bump)
             rate_b = p[K_SPERMIATION] * gate if j + 1 < m else c1[5]
             rs_b = prev0 + tau * (prev1 - prev0)
             if math.isnan(bump):
                 q_es = 0.5 * (rate_a + rate_b) + p[K_PHAGO]
             else:
-                rate_b += p[K_SPERMIATION] * bump * 6.0 * tau * (1.0 - tau)
-                t4 = t2 * t2
-                area_b = (
-                    (0.5 * t4 - t3 + tau) * g0
-                    + (0.25 * t4 - 2.0 * t3 / 3.0 + 0.5 * t2) * d0
-                    + (t3 - 0.5 * t4) * g1
-                    + (0.25 * t4 - t3 / 3.0) * d1
-                    + bump * (3.0 * t2 - 2.0 * t3)
-                )
+                area_b = _gate_area(tau, g0, d0, g1, d1, bump)
                 q_es = p[K_SPERMIATION] * (area_b - area_a) * m + p[K_PHAGO]
                 area_a = area_b
             if q_es != q_es_last or hs != h_last_es:
@@ -522,16 +550,9 @@ def refine_driven(
     for i in range(n - 1):
         h = times[i + 1] - times[i]
         m = counts[i]
-        g0, g1 = inputs[i, 3], inputs[i + 1, 3]
-        lo = i - 1 if i > 0 else i
-        hi = i + 2 if i + 2 < n else i + 1
-        d0 = d1 = 0.0
-        if h > 0.0:
-            d0 = (inputs[i + 1, 3] - inputs[lo, 3]) / (times[i + 1] - times[lo]) * h
-            d1 = (inputs[hi, 3] - inputs[i, 3]) / (times[hi] - times[i]) * h
-        bump = 0.0
-        if not math.isnan(gate_mean[i]):
-            bump = gate_mean[i] - (0.5 * (g0 + g1) + (d0 - d1) / 12.0)
+        g0, d0, g1, d1, bump = _gate_cubic(times, inputs, i, gate_mean[i])
+        if math.isnan(bump):
+            bump = 0.0
         area_a = 0.0
         for j in range(m):
             tau = j / m
@@ -540,24 +561,8 @@ def refine_driven(
                 fin[r, c] = inputs[i, c] + tau * (inputs[i + 1, c] - inputs[i, c])
             for c in range(upstream.shape[1]):
                 fup[r, c] = upstream[i, c] + tau * (upstream[i + 1, c] - upstream[i, c])
-            t2, t3 = tau * tau, tau * tau * tau
-            fin[r, 3] = (
-                (2 * t3 - 3 * t2 + 1) * g0
-                + (t3 - 2 * t2 + tau) * d0
-                + (-2 * t3 + 3 * t2) * g1
-                + (t3 - t2) * d1
-                + bump * 6.0 * tau * (1.0 - tau)
-            )
-            tb = (j + 1.0) / m
-            b2, b3 = tb * tb, tb * tb * tb
-            b4 = b2 * b2
-            area_b = (
-                (0.5 * b4 - b3 + tb) * g0
-                + (0.25 * b4 - 2.0 * b3 / 3.0 + 0.5 * b2) * d0
-                + (b3 - 0.5 * b4) * g1
-                + (0.25 * b4 - b3 / 3.0) * d1
-                + bump * (3.0 * b2 - 2.0 * b3)
-            )
+            fin[r, GATE] = _gate_value(tau, g0, d0, g1, d1, bump)
+            area_b = _gate_area((j + 1.0) / m, g0, d0, g1, d1, bump)
             fgm[r] = (area_b - area_a) * m if m > 1 or not math.isnan(gate_mean[i]) else math.nan
             area_a = area_b
             r += 1

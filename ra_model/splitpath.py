@@ -37,7 +37,13 @@ from ra_model import columns as C
 from ra_model import germline
 from ra_model.engine import Engine, SolverOptions
 from ra_model.errors import ModelBuildError, SimulationFailedError
-from ra_model.fastpath import check_germline_equations, core_sbml, germline_observables
+from ra_model.fastpath import (
+    check_germline_equations,
+    core_sbml,
+    germline_observables,
+    prepare_split_run,
+    split_table,
+)
 from ra_model.model import default_sbml
 from ra_model.phenotypes import Phenotype
 from ra_model.regimen import Regimen
@@ -46,8 +52,6 @@ from ra_model.simulate import (
     PREEQ_FLOOR,
     dose_plan,
     output_grid_d,
-    resolve_scenario,
-    steady_state_amounts,
 )
 
 log = logging.getLogger(__name__)
@@ -163,18 +167,18 @@ def simulate_split(
         SimulationFailedError: The core's solver failed.
     """
     engine = engine or split_engine()
-    full, core = engine.full, engine.core
-    preset, regimen, user = resolve_scenario(
-        full, phenotype, regimen, t_end_d=t_end_d, output_step_d=output_step_d, overrides=overrides
+    core = engine.core
+    scenario = prepare_split_run(
+        engine.full,
+        core,
+        phenotype,
+        regimen,
+        t_end_d=t_end_d,
+        output_step_d=output_step_d,
+        overrides=overrides,
+        path="split path",
     )
-    parameters = preset.resolve(full.defaults) | user
-    core_parameters = {k: v for k, v in parameters.items() if k in core.defaults}
-    start = dict(full.initial_amounts) | dict(preset.initial_amounts)
-    context = f"phenotype {preset.name!r}, regimen {str(regimen) if regimen else 'none'!r} (split path)"
-    try:
-        steady = steady_state_amounts(core, core_parameters, {s: start[s] for s in core.species_ids})
-    except SimulationFailedError as exc:
-        raise SimulationFailedError(f"{context}: pre-equilibration failed: {exc}") from exc
+    regimen, steady, context = scenario.regimen, scenario.steady, scenario.context
 
     t_end_h = float(t_end_d) * 24.0
     out_h = output_grid_d(t_end_d, output_step_d) * 24.0
@@ -183,7 +187,7 @@ def simulate_split(
     signals = [*germline.INPUTS, *germline.UPSTREAM, GATE_INTEGRAL, *(o.model_id for o in engine.core_observables)]
     signals += list(core.species_ids)
     species_cols = slice(len(signals) - len(core.species_ids), len(signals))
-    core.fresh(parameters=core_parameters, initial_amounts=steady)
+    core.fresh(parameters=scenario.core_parameters, initial_amounts=steady)
     constant = np.array([core.get(name) for name in signals])
     record = np.tile(constant, (grid.size, 1))
     held_from = 0  # rows from here on hold the untreated steady state (all of them without doses)
@@ -213,9 +217,7 @@ def simulate_split(
                     break
             t, row = float(grid[j - 1]), j - 1
 
-    values = dict(full.defaults) | parameters
-    values["TJ_total"] = start["TJ_sealed"] + start["TJ_open"]
-    pvec = germline.parameter_vector(values)
+    pvec = germline.parameter_vector(scenario.values)
     n_in, n_up = len(germline.INPUTS), len(germline.UPSTREAM)
     inputs = np.ascontiguousarray(record[:, :n_in])
     upstream = np.ascontiguousarray(record[:, n_in : n_in + n_up])
@@ -224,38 +226,24 @@ def simulate_split(
     with np.errstate(invalid="ignore", divide="ignore"):
         gate_mean = np.where(steps > 0, np.diff(integral) / steps, np.nan)
     gate_mean[max(held_from - 1, 0) :] = np.nan  # held rows carry no integral
-    x_start = np.array([start[s] for s in germline.SPECIES])
+    x_start = np.array([scenario.start[s] for s in germline.SPECIES])
     x0 = germline.steady_state(inputs[0], pvec, x_start)
     x0[:n_up] = upstream[0]
     fine = germline.refine_driven(grid, inputs, upstream, gate_mean, CHAIN_STEP_H)
     states = germline.integrate_driven(fine[0], fine[1], pvec, x0, fine[2], fine[3], GATE_SUBSTEP_H)
     rows = np.searchsorted(grid, out_h)
-    from_chain = germline_observables(states[np.searchsorted(fine[0], out_h)], values)
+    from_chain = germline_observables(states[np.searchsorted(fine[0], out_h)], scenario.values)
     first_core = n_in + n_up + 1
-    columns: dict[str, np.ndarray] = {
-        C.TIME_D: out_h / 24.0,
-        C.DOSES_GIVEN: np.searchsorted(np.asarray(doses, dtype=float), out_h, side="right"),
-    }
-    core_col = {o.model_id: first_core + k for k, o in enumerate(engine.core_observables)}
-    for o in C.OBSERVABLES:
-        columns[o.column] = (
-            from_chain[o.model_id] if o.model_id in _CHAIN_OBSERVABLES else record[rows, core_col[o.model_id]]
-        )
-    table = pd.DataFrame(columns)
-    limit = float(values["motile_detection_limit"])
-    table[C.MOTILE_SPERM_PRESENT] = table[C.MOTILE_CONCENTRATION] >= limit
-    table.attrs.update(
-        units=dict(C.UNITS),
-        phenotype=preset.name,
-        regimen=str(regimen) if regimen else None,
-        overrides=user,
-        changes=[],
-        dose_times_d=[t / 24 for t in doses],
-        motile_detection_limit_M_per_mL=limit,
+    observables = {o.model_id: record[rows, first_core + k] for k, o in enumerate(engine.core_observables)}
+    observables |= {name: from_chain[name] for name in _CHAIN_OBSERVABLES}
+    return split_table(
+        scenario,
+        out_h,
+        doses,
+        observables,
         model_hash=engine.sbml_hash,
         solver={"rtol": core.options.rtol, "atol": core.options.atol, "split": True, "grid_h": SPLIT_GRID_H},
     )
-    return table
 
 
 @lru_cache(maxsize=16)
