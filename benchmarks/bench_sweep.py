@@ -11,10 +11,10 @@ simulated for 365 days with daily output.
     give the t = 0 dose by hand (a plain reset() keeps the event's exhausted counters: no doses; a
     resetAll() fires the t = 0 dose before new values are set). Every sample is checked to get 360 doses.
 (b) exact: ``run_sweep(fast=False, workers=W)``: warm worker processes, every dose simulated, rtol 1e-6
-    and atol 1e-13 (SWEEP_RTOL, SWEEP_ATOL), on the split model of ``ra_model.splitpath`` (everything
+    and atol 1e-13 (SWEEP_RTOL, SWEEP_ATOL), on the split model of ``ra_model.engines.splitpath`` (everything
     but the germ-cell chain in libroadrunner, recorded every half hour; the chain compiled). With
     ``--whole-exact`` the whole model runs in libroadrunner instead (``split=False``).
-(c) fast: ``run_sweep(fast=True, workers=W)``: the split model of ``ra_model.fastpath`` (retinoid core in
+(c) fast: ``run_sweep(fast=True, workers=W)``: the split model of ``ra_model.engines.fastpath`` (retinoid core in
     libroadrunner dose by dose until its periodic state can be extrapolated, that orbit repeated, the
     washout exact; the germ line in compiled code). Its numba kernels are compiled (or loaded from
     numba's cache) before timing, as the naive loop gets a warm-up run.
@@ -43,16 +43,21 @@ import time
 import numpy as np
 import pandas as pd
 
-from ra_model import columns as C
-from ra_model.design import default_ranges, make_design
-from ra_model.engine import Engine, SolverOptions
-from ra_model.fastpath import fast_engine, simulate_fast
-from ra_model.metrics import BUILTIN_METRICS, peak_ejaculate_concentration, responder, time_to_first_motile_sperm_d
-from ra_model.model import ANTIMONY_FILE, default_sbml, model_dir
-from ra_model.phenotypes import get_phenotype
-from ra_model.simulate import LEDGER_SPECIES, MAX_PREEQ_BLOCKS, PREEQ_BLOCK_D, PREEQ_FLOOR, PREEQ_RTOL, simulate
-from ra_model.splitpath import SplitEngine, simulate_split
-from ra_model.sweep import run_sweep, worker_engine
+from ra_model.engines.engine import Engine, SolverOptions
+from ra_model.engines.fastpath import fast_engine, simulate_fast
+from ra_model.engines.simulate import LEDGER_SPECIES, MAX_PREEQ_BLOCKS, PREEQ_BLOCK_D, PREEQ_FLOOR, PREEQ_RTOL, simulate
+from ra_model.engines.splitpath import SplitEngine, simulate_split
+from ra_model.model import columns as C
+from ra_model.model.phenotypes import get_phenotype
+from ra_model.model.source import ANTIMONY_FILE, default_sbml, model_dir
+from ra_model.studies.design import default_ranges, make_design
+from ra_model.studies.metrics import (
+    BUILTIN_METRICS,
+    peak_ejaculate_concentration,
+    responder,
+    time_to_first_motile_sperm_d,
+)
+from ra_model.studies.sweep import run_sweep, worker_engine
 
 PHENOTYPE = "maturation_arrest"
 REGIMEN = "20 mg bid for 180 d"

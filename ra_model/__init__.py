@@ -2,11 +2,12 @@
 
 Typical use::
 
-    from ra_model import simulate
+    from ra_model.engines import simulate
     table = simulate("maturation_arrest", "20 mg bid for 180 d", t_end_d=365)
 """
 
-from ra_model.engine import Engine, SolverOptions
+from ra_model.engines.engine import Engine, SolverOptions
+from ra_model.engines.simulate import ParameterChange, simulate
 from ra_model.errors import (
     InvalidValueError,
     ModelBuildError,
@@ -15,10 +16,9 @@ from ra_model.errors import (
     SimulationFailedError,
     UnknownNameError,
 )
-from ra_model.model import read_parameter_table
-from ra_model.phenotypes import Phenotype, get_phenotype, load_phenotypes
-from ra_model.regimen import Regimen
-from ra_model.simulate import ParameterChange, simulate
+from ra_model.model.phenotypes import Phenotype, get_phenotype, load_phenotypes
+from ra_model.model.regimen import Regimen
+from ra_model.model.source import read_parameter_table
 
 __all__ = [
     "Engine",

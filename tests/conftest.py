@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ra_model.engine import Engine
-from ra_model.simulate import default_engine
+from ra_model.engines.engine import Engine
+from ra_model.engines.simulate import default_engine
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,9 @@ from pathlib import Path
 import libsbml
 import pytest
 
-from ra_model.check import run_checks
 from ra_model.cli import main
-from ra_model.sbml_export import export_sbml
+from ra_model.interop.check import run_checks
+from ra_model.interop.sbml_export import export_sbml
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ra_model import clinical
+from ra_model.studies import clinical
 
 
 def test_first_response_needs_consecutive_visits() -> None:
@@ -80,7 +80,7 @@ def test_clopper_pearson_matches_beta_quantiles() -> None:
 
 
 def test_semen_analyses_reads_visits(engine) -> None:
-    from ra_model.simulate import simulate
+    from ra_model.engines.simulate import simulate
 
     table = simulate("maturation_arrest", "20 mg bid for 120 d", t_end_d=120, output_step_d=10, engine=engine)
     got = clinical.semen_analyses(table, visit_days=[0, 60, 120])

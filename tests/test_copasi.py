@@ -5,12 +5,12 @@ from __future__ import annotations
 import libsbml
 import pytest
 
-from ra_model import columns as C
-from ra_model.copasi import AGREEMENT_FLOOR, AGREEMENT_RTOL, compare_tables, copasi_agreement, simulate_copasi
+from ra_model.engines.simulate import simulate
 from ra_model.errors import InvalidValueError
-from ra_model.phenotypes import load_phenotypes
-from ra_model.sbml_export import export_sbml
-from ra_model.simulate import simulate
+from ra_model.interop.copasi import AGREEMENT_FLOOR, AGREEMENT_RTOL, compare_tables, copasi_agreement, simulate_copasi
+from ra_model.interop.sbml_export import export_sbml
+from ra_model.model import columns as C
+from ra_model.model.phenotypes import load_phenotypes
 
 REGIMEN = "20 mg bid for 180 d"
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ra_model import clinical
 from ra_model.cli import main
 from ra_model.errors import InvalidValueError, RAModelError, UnknownNameError
-from ra_model.experiments import experiments_dir, list_experiments, load_experiment, run_experiment
+from ra_model.studies import clinical
+from ra_model.studies.experiments import experiments_dir, list_experiments, load_experiment, run_experiment
 
 EXPERIMENTS = experiments_dir()
 
@@ -184,7 +184,7 @@ def test_sensitivity_files_dispatch(tmp_path: Path, monkeypatch) -> None:
         pytest.skip("experiments/ma_response_sensitivity.toml not written yet (issue 4)")
     exp = load_experiment(path, reduced=True)
     assert exp.kind == "sensitivity"
-    import ra_model.sensitivity as sensitivity
+    import ra_model.studies.sensitivity as sensitivity
 
     calls = []
 
@@ -240,8 +240,8 @@ def test_cli_bad_file_exit_code(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- calibration
 def test_population_calibration_runs_tiny_and_writes_back(tmp_path: Path) -> None:
-    from ra_model.calibrate_population import calibrate_population, read_population_targets, write_back
-    from ra_model.model import model_dir
+    from ra_model.model.source import model_dir
+    from ra_model.studies.calibrate_population import calibrate_population, read_population_targets, write_back
 
     fit = calibrate_population(n_per_histology=1, grid_points=2, workers=1)
     report = fit.report
@@ -259,7 +259,7 @@ def test_population_calibration_runs_tiny_and_writes_back(tmp_path: Path) -> Non
     assert len(changes) == 1 and len(before) == len(after)
     differ = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
     assert len(differ) == 2  # the log_sd line and the source note of cyp26_expr only
-    from ra_model.population import load_population
+    from ra_model.studies.population import load_population
 
     assert load_population(copy).variability["cyp26_expr"].log_sd == pytest.approx(fit.fitted["cyp26_expr"], rel=1e-3)
 

@@ -15,10 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ra_model import columns as C
-from ra_model.cli import build_parser
-from ra_model.errors import InvalidValueError, SimulationFailedError
-from ra_model.explore import (
+from ra_model.app.explorer import (
     BASELINE_SAME_REGIMEN,
     KEY_PARAMETERS,
     Explorer,
@@ -27,8 +24,11 @@ from ra_model.explore import (
     summarise,
     summary_facts,
 )
-from ra_model.model import read_parameter_table
-from ra_model.simulate import simulate
+from ra_model.cli import build_parser
+from ra_model.engines.simulate import simulate
+from ra_model.errors import InvalidValueError, SimulationFailedError
+from ra_model.model import columns as C
+from ra_model.model.source import read_parameter_table
 
 REGIMEN = "20 mg bid for 180 d"
 
@@ -263,7 +263,8 @@ def test_untreated_scenario_file_says_none_and_has_no_overrides() -> None:
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("ra_model.experiments") is None, reason="ra_model.experiments (ra-model run) is not there"
+    importlib.util.find_spec("ra_model.studies.experiments") is None,
+    reason="ra_model.studies.experiments (ra-model run) is not there",
 )
 def test_ra_model_run_reproduces_the_downloaded_scenario(app: Explorer, tmp_path: Path) -> None:
     from ra_model.cli import main
@@ -347,8 +348,8 @@ def test_cli_options() -> None:
 def test_cli_opens_the_browser_unless_told_not_to(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import ra_model.app.explorer as explore
     import ra_model.cli.explore as cli_explore
-    import ra_model.explore as explore
 
     calls: list[dict[str, object]] = []
 

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ra_model import columns as C
-from ra_model.explore import LOG_AXIS_FLOOR, Explorer, RunningServer, serve, summarise
-from ra_model.model import read_parameter_table
-from ra_model.simulate import simulate
+from ra_model.app.explorer import LOG_AXIS_FLOOR, Explorer, RunningServer, serve, summarise
+from ra_model.engines.simulate import simulate
+from ra_model.model import columns as C
+from ra_model.model.source import read_parameter_table
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(

@@ -11,16 +11,17 @@ import libsbml
 import numpy as np
 import pytest
 
-from ra_model import columns as C
 from ra_model.cli import main
-from ra_model.copasi import compare_tables
-from ra_model.engine import Engine
+from ra_model.engines.engine import Engine
+from ra_model.engines.from_file import engine_from_file
+from ra_model.engines.simulate import ParameterChange, simulate
 from ra_model.errors import ModelBuildError
-from ra_model.model import default_sbml, read_parameter_table
-from ra_model.omex import Scenario, experiment_file_scenarios, run_omex_tellurium, write_omex
-from ra_model.sbml_export import REFRESH_COMMAND, export_sbml
-from ra_model.sbml_io import engine_from_file, validate_sbml
-from ra_model.simulate import ParameterChange, simulate
+from ra_model.interop.copasi import compare_tables
+from ra_model.interop.omex import Scenario, experiment_file_scenarios, run_omex_tellurium, write_omex
+from ra_model.interop.sbml_export import REFRESH_COMMAND, export_sbml
+from ra_model.model import columns as C
+from ra_model.model.source import default_sbml, read_parameter_table
+from ra_model.model.validate import validate_sbml
 
 REPO = Path(__file__).resolve().parents[1]
 REGIMEN = "20 mg bid for 180 d"

@@ -7,15 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from ra_model import columns as C
-from ra_model import germline
-from ra_model.engine import Engine
+from ra_model.engines import germline
+from ra_model.engines.engine import Engine
+from ra_model.engines.fastpath import FastEngine, core_sbml, extrapolate_limit, fast_engine, simulate_fast
+from ra_model.engines.simulate import dose_plan, simulate
 from ra_model.errors import InvalidValueError, ModelBuildError, UnknownNameError
-from ra_model.fastpath import FastEngine, core_sbml, extrapolate_limit, fast_engine, simulate_fast
-from ra_model.metrics import peak_ejaculate_concentration, responder, time_to_first_motile_sperm_d
-from ra_model.model import ANTIMONY_FILE, antimony_to_sbml, default_sbml, model_dir
-from ra_model.regimen import Regimen
-from ra_model.simulate import dose_plan, simulate
+from ra_model.model import columns as C
+from ra_model.model.regimen import Regimen
+from ra_model.model.source import ANTIMONY_FILE, antimony_to_sbml, default_sbml, model_dir
+from ra_model.studies.metrics import peak_ejaculate_concentration, responder, time_to_first_motile_sperm_d
 
 PHENOTYPE = "maturation_arrest"
 REGIMEN = "20 mg bid for 180 d"

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from ra_model import ParameterChange, Phenotype, Regimen, simulate
-from ra_model import columns as C
-from ra_model.engine import Engine
-from ra_model.model import default_sbml
-from ra_model.phenotypes import load_phenotypes
+from ra_model.engines.engine import Engine
+from ra_model.model import columns as C
+from ra_model.model.phenotypes import load_phenotypes
+from ra_model.model.source import default_sbml
 
 WHO_LOWER_REFERENCE_M_PER_ML = 15.0  # WHO lower reference limit for sperm concentration
 TESTIS_G = 40.0  # two testes of about 20 g (brief 2, step 5)

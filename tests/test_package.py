@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 
 from ra_model import InvalidValueError, RegimenParseError, SimulationFailedError, UnknownNameError, simulate
-from ra_model import columns as C
 from ra_model.cli import main
-from ra_model.engine import Engine, SolverOptions
-from ra_model.model import default_sbml, read_parameter_table
-from ra_model.phenotypes import load_phenotypes
+from ra_model.engines.engine import Engine, SolverOptions
+from ra_model.model import columns as C
+from ra_model.model.phenotypes import load_phenotypes
+from ra_model.model.source import default_sbml, read_parameter_table
 
 
 def test_parameter_table_and_model_agree_both_ways(engine: Engine) -> None:
@@ -144,7 +144,7 @@ def test_a_drained_pool_does_not_tighten_the_tolerance(engine: Engine) -> None:
 
 
 def test_plot_marks_every_dose_even_when_the_first_table_is_untreated() -> None:
-    from ra_model.plotting import plot_timecourse
+    from ra_model.plots.timecourse import plot_timecourse
 
     untreated = simulate("maturation_arrest", None, t_end_d=20, output_step_d=1)
     treated = simulate("maturation_arrest", "20 mg bid x 10 doses", t_end_d=20, output_step_d=1)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from ra_model.errors import InvalidValueError, UnknownNameError
-from ra_model.model import read_parameter_table
-from ra_model.phenotypes import get_phenotype
-from ra_model.population import allocate, check_mix, draw_patients, load_population
+from ra_model.model.phenotypes import get_phenotype
+from ra_model.model.source import read_parameter_table
+from ra_model.studies.population import allocate, check_mix, draw_patients, load_population
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_same_patient_same_parameters_whatever_the_cohort(population) -> None:
     fewer = population.with_log_sd({})
     fewer_vars = dict(fewer.variability)
     del fewer_vars["stra6_expr"]
-    from ra_model.population import Population
+    from ra_model.studies.population import Population
 
     reduced = Population(variability=fewer_vars, truncate_sd=population.truncate_sd)
     other = draw_patients(reduced, "maturation_arrest", range(5), seed=11)

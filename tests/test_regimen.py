@@ -1,4 +1,4 @@
-"""Tests for ra_model.regimen: validation, dose arithmetic and the text form."""
+"""Tests for ra_model.model.regimen: validation, dose arithmetic and the text form."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import re
 import pytest
 
 from ra_model.errors import InvalidValueError, RegimenParseError
-from ra_model.regimen import MAX_DOSES, Regimen
+from ra_model.model.regimen import MAX_DOSES, Regimen
 
 CANONICAL = [
     "20 mg bid for 180 d",

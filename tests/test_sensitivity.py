@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ra_model import columns as C
-from ra_model.design import ParameterRange, default_ranges, make_design
 from ra_model.errors import InvalidValueError, UnknownNameError
-from ra_model.sensitivity import global_sensitivity, local_sensitivities, morris_indices, sobol_indices
+from ra_model.model import columns as C
+from ra_model.studies.design import ParameterRange, default_ranges, make_design
+from ra_model.studies.sensitivity import global_sensitivity, local_sensitivities, morris_indices, sobol_indices
 
 
 def only_cyp26(table: pd.DataFrame) -> float:
@@ -79,7 +79,7 @@ def test_local_sensitivity_of_a_power_law_is_its_exponent() -> None:
 
 
 def test_physical_domain_and_names_are_checked() -> None:
-    from ra_model.design import check_range
+    from ra_model.studies.design import check_range
 
     with pytest.raises(InvalidValueError, match="negative"):
         check_range(ParameterRange(name="k_cyp26_deg", lower=-0.1, upper=0.1))
@@ -114,7 +114,7 @@ n = 3
 seed = 4
 phenotype = "maturation_arrest"
 t_end_d = 5.0
-metrics = ["testis_atRA_auc", "ra_model.metrics:responder"]
+metrics = ["testis_atRA_auc", "ra_model.studies.metrics:responder"]
 [parameters]
 cyp26_expr = [2.0, 8.0]
 """
@@ -135,7 +135,7 @@ def test_bad_specs_name_file_key_and_fix(tmp_path, change, message) -> None:  # 
 
     spec = tmp_path / "bad.toml"
     spec.write_text(SPEC.replace(*change), encoding="utf-8")
-    from ra_model.design import load_sweep_spec
+    from ra_model.studies.design import load_sweep_spec
 
     with pytest.raises((InvalidValueError, UnknownNameError), match=message) as info:
         load_sweep_spec(spec)
@@ -152,7 +152,7 @@ def test_sweep_command_writes_a_table_and_resumes(tmp_path) -> None:  # type: ig
     assert main(["sweep", str(spec), "--out", str(out), "--workers", "1", "--quiet"]) == 0
     table = pd.read_parquet(out / "sweep.parquet")
     assert len(table) == 3 and (table["status"] == "ok").all()
-    assert {"testis_atRA_auc", "ra_model.metrics:responder"} <= set(table.columns)
+    assert {"testis_atRA_auc", "ra_model.studies.metrics:responder"} <= set(table.columns)
     assert main(["sweep", str(spec), "--out", str(out), "--workers", "1", "--quiet"]) == 0  # loads, no rerun
     pd.testing.assert_frame_equal(pd.read_parquet(out / "sweep.parquet"), table)
     assert not (out / "sweep.nc").exists()  # a Latin hypercube is no grid
@@ -168,7 +168,7 @@ def test_sweep_command_writes_a_table_and_resumes(tmp_path) -> None:  # type: ig
 def test_plots_draw_one_bar_per_parameter_with_its_interval() -> None:
     import matplotlib.pyplot as plt
 
-    from ra_model.plot_sensitivity import plot_indices, plot_tornado
+    from ra_model.plots.sensitivity import plot_indices, plot_tornado
 
     morris = pd.DataFrame(
         {"metric": "y", "parameter": ["a", "b", "c"], "mu_star": [3.0, 1.0, 0.0], "mu_star_conf": [0.2, 0.1, 0.0]}

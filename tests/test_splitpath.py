@@ -6,12 +6,12 @@ import libsbml
 import numpy as np
 import pytest
 
-from ra_model import columns as C
-from ra_model import germline
-from ra_model.engine import Engine, SolverOptions
-from ra_model.model import default_sbml
-from ra_model.simulate import simulate, steady_state_amounts
-from ra_model.splitpath import CHAIN_SPECIES, GATE_INTEGRAL, simulate_split, split_core_sbml, split_engine
+from ra_model.engines import germline
+from ra_model.engines.engine import Engine, SolverOptions
+from ra_model.engines.simulate import simulate, steady_state_amounts
+from ra_model.engines.splitpath import CHAIN_SPECIES, GATE_INTEGRAL, simulate_split, split_core_sbml, split_engine
+from ra_model.model import columns as C
+from ra_model.model.source import default_sbml
 
 PHENOTYPE = "maturation_arrest"
 REGIMEN = "20 mg bid for 180 d"

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ra_model import columns as C
-from ra_model import metrics as M
+from ra_model.engines.simulate import simulate
+from ra_model.engines.splitpath import simulate_split
 from ra_model.errors import InvalidValueError, UnknownNameError
-from ra_model.metrics import BUILTIN_METRICS, peak_ejaculate_concentration, resolve_metric, responder
-from ra_model.simulate import simulate
-from ra_model.splitpath import simulate_split
-from ra_model.sweep import run_sweep, worker_engine
+from ra_model.model import columns as C
+from ra_model.studies import metrics as M
+from ra_model.studies.metrics import BUILTIN_METRICS, peak_ejaculate_concentration, resolve_metric, responder
+from ra_model.studies.sweep import run_sweep, worker_engine
 
 REGIMEN = "20 mg bid for 30 d"
 T_END_D = 60.0
@@ -224,19 +224,19 @@ def test_builtin_metrics_on_a_hand_made_table() -> None:
     table[C.MOTILE_SPERM_PRESENT] = False
     assert math.isnan(M.time_to_first_motile_sperm_d(table)) and responder(table) is False
     assert resolve_metric("responder") is responder
-    assert resolve_metric("ra_model.metrics:testis_atRA_auc") is M.testis_atRA_auc
+    assert resolve_metric("ra_model.studies.metrics:testis_atRA_auc") is M.testis_atRA_auc
     with pytest.raises(UnknownNameError, match="responder"):
         resolve_metric("responders")
     with pytest.raises(InvalidValueError, match="no function"):
-        resolve_metric("ra_model.metrics:nope")
+        resolve_metric("ra_model.studies.metrics:nope")
 
 
 def test_a_user_edited_sbml_file_sweeps_like_simulate(tmp_path: Path) -> None:
     """Issue 3's import path: an exported, edited file runs through the sweep engine too."""
     import libsbml
 
-    from ra_model.sbml_export import export_sbml
-    from ra_model.sbml_io import engine_from_file
+    from ra_model.engines.from_file import engine_from_file
+    from ra_model.interop.sbml_export import export_sbml
 
     doc = libsbml.readSBMLFromString(export_sbml())
     doc.getModel().getParameter("cyp26_expr").setValue(9.0)  # an edit made in another tool
@@ -265,8 +265,8 @@ def test_a_user_edited_sbml_file_sweeps_like_simulate(tmp_path: Path) -> None:
 def test_a_grid_sweep_becomes_an_array_with_one_dimension_per_parameter(tmp_path: Path) -> None:
     import xarray
 
-    from ra_model.design import default_ranges, make_design
-    from ra_model.sweep import to_xarray
+    from ra_model.studies.design import default_ranges, make_design
+    from ra_model.studies.sweep import to_xarray
 
     samples = make_design(default_ranges(["cyp26_expr", "stra6_expr"]), design="grid", n=3, seed=0)
     metrics = {"auc": M.testis_atRA_auc, "responder": responder}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ra_model import columns as C
+from ra_model.model import columns as C
 
 log = logging.getLogger("ra_model.cli")
 
@@ -31,8 +31,8 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, float]:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from ra_model.sbml_io import engine_from_file
-    from ra_model.simulate import simulate
+    from ra_model.engines.from_file import engine_from_file
+    from ra_model.engines.simulate import simulate
 
     engine = engine_from_file(Path(args.model)) if args.model else None
     table = simulate(
@@ -46,7 +46,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ra_model.simulate import simulate
+    from ra_model.engines.simulate import simulate
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_phenotypes(args: argparse.Namespace) -> int:
-    from ra_model.phenotypes import load_phenotypes
+    from ra_model.model.phenotypes import load_phenotypes
 
     for preset in load_phenotypes().values():
         changes = [f"{k} = {v:g}" for k, v in preset.parameters.items()]
@@ -76,7 +76,7 @@ def _cmd_phenotypes(args: argparse.Namespace) -> int:
 
 
 def _cmd_parameters(args: argparse.Namespace) -> int:
-    from ra_model.model import read_parameter_table
+    from ra_model.model.source import read_parameter_table
 
     table = pd.DataFrame([vars(p) for p in read_parameter_table().values()])
     if args.category:
@@ -90,7 +90,7 @@ def _cmd_parameters(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from ra_model.calibration import calibrate, healthy_initial_amounts, write_back
+    from ra_model.studies.calibration import calibrate, healthy_initial_amounts, write_back
 
     params, report = calibrate()
     out = Path(args.report)
@@ -121,7 +121,7 @@ def write_table(table: pd.DataFrame, path: str | Path) -> None:
 
 def write_plot(tables: list[pd.DataFrame], path: str | Path, labels: list[str] | None = None) -> None:
     """Draw the standard time-course panel for one or more tables and save it as an image."""
-    from ra_model.plotting import plot_timecourse
+    from ra_model.plots.timecourse import plot_timecourse
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,8 @@ def _json_safe(value: Any) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ra_model.experiments import load_experiment, run_experiment
-    from ra_model.plot_cohort import close, experiment_figures
+    from ra_model.plots.cohort import close, experiment_figures
+    from ra_model.studies.experiments import load_experiment, run_experiment
 
     experiment = load_experiment(Path(args.file), reduced=args.reduced)
     out = Path(args.out)
@@ -65,7 +65,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from ra_model.experiments import experiments_dir, list_experiments
+    from ra_model.studies.experiments import experiments_dir, list_experiments
 
     folder = Path(args.folder) if args.folder else experiments_dir()
     for exp in list_experiments(folder):
@@ -74,9 +74,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate_population(args: argparse.Namespace) -> int:
-    from ra_model.calibrate_population import calibrate_population, write_back
-    from ra_model.experiments import load_experiment
-    from ra_model.plot_cohort import close, plot_population_fit
+    from ra_model.plots.cohort import close, plot_population_fit
+    from ra_model.studies.calibrate_population import calibrate_population, write_back
+    from ra_model.studies.experiments import load_experiment
 
     experiment = load_experiment(Path(args.experiment)) if args.experiment else None
     fit = calibrate_population(

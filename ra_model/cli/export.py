@@ -13,7 +13,7 @@ log = logging.getLogger("ra_model.cli")
 
 
 def _cmd_export_sbml(args: argparse.Namespace) -> int:
-    from ra_model.sbml_export import export_sbml
+    from ra_model.interop.sbml_export import export_sbml
 
     text = export_sbml(
         phenotype=args.phenotype,
@@ -29,7 +29,7 @@ def _cmd_export_sbml(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_omex(args: argparse.Namespace) -> int:
-    from ra_model.omex import Scenario, experiment_file_scenarios, slug, standard_experiments, write_omex
+    from ra_model.interop.omex import Scenario, experiment_file_scenarios, slug, standard_experiments, write_omex
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -42,7 +42,7 @@ def _cmd_export_omex(args: argparse.Namespace) -> int:
         ]
     else:
         experiments.update(standard_experiments())
-        from ra_model.experiments import experiments_dir
+        from ra_model.studies.experiments import experiments_dir
 
         folder = Path(args.experiments) if args.experiments else experiments_dir()
         for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
@@ -58,7 +58,7 @@ def _cmd_export_omex(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from ra_model.check import format_report, run_checks
+    from ra_model.interop.check import format_report, run_checks
 
     results = run_checks(Path(args.model) if args.model else None, copasi=not args.no_copasi)
     sys.stdout.write(format_report(results) + "\n")

@@ -11,9 +11,9 @@ from pathlib import Path
 def _cmd_sweep(args: argparse.Namespace) -> int:
     import tomllib
 
-    from ra_model.design import load_sweep_spec, make_design
-    from ra_model.metrics import resolve_metric
-    from ra_model.sweep import run_sweep, to_xarray
+    from ra_model.studies.design import load_sweep_spec, make_design
+    from ra_model.studies.metrics import resolve_metric
+    from ra_model.studies.sweep import run_sweep, to_xarray
 
     path = Path(args.spec)
     raw = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -52,7 +52,7 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     import tomllib
 
     from ra_model.errors import InvalidValueError
-    from ra_model.sensitivity import run_sensitivity_experiment
+    from ra_model.studies.sensitivity import run_sensitivity_experiment
 
     path = Path(args.spec)
     try:

@@ -1,0 +1,300 @@
+"""Run a scenario (phenotype, regimen, overrides, scheduled changes, horizon) into one tidy results table."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from ra_model.engines.engine import DosePlan, Engine
+from ra_model.errors import InvalidValueError, SimulationFailedError, UnknownNameError
+from ra_model.model import columns as C
+from ra_model.model.phenotypes import Phenotype, get_phenotype
+from ra_model.model.regimen import Regimen
+from ra_model.model.source import default_sbml
+
+log = logging.getLogger(__name__)
+
+#: Species that count cumulatively (ledgers) and so never reach a steady state.
+LEDGER_SPECIES = ("Eliminated",)
+#: Length of one pre-equilibration block, days; up to MAX_PREEQ_BLOCKS are run.
+PREEQ_BLOCK_D = 1000.0
+MAX_PREEQ_BLOCKS = 6
+#: Largest relative change of any state over the last pre-equilibration year that counts as steady.
+PREEQ_RTOL = 1e-6
+#: Floor below which amounts count as zero in the steady-state test (nmol or Mcell).
+PREEQ_FLOOR = 1e-9
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParameterChange:
+    """A parameter set to a new value part-way through a run (e.g. vitamin A repletion).
+
+    Attributes:
+        t_d: Time of the change, days from the start of the run (> 0).
+        parameter: Parameter id.
+        value: New value.
+    """
+
+    t_d: float
+    parameter: str
+    value: float
+
+    def __post_init__(self) -> None:
+        """Check the time and value are finite and the time is after the start."""
+        if not (isinstance(self.t_d, int | float) and math.isfinite(self.t_d) and self.t_d > 0):
+            raise InvalidValueError(f"ParameterChange.t_d = {self.t_d!r}; use a time in days > 0")
+        if isinstance(self.value, bool) or not isinstance(self.value, int | float) or not math.isfinite(self.value):
+            raise InvalidValueError(f"ParameterChange.value for {self.parameter!r} = {self.value!r} is not a number")
+
+
+@lru_cache(maxsize=1)
+def default_engine() -> Engine:
+    """Return the process-wide engine for the shipped model, compiled on first use."""
+    return Engine(default_sbml())
+
+
+_PREEQ_CACHE: OrderedDict[tuple[object, ...], dict[str, float]] = OrderedDict()
+_PREEQ_CACHE_SIZE = 256
+
+
+def steady_state_amounts(
+    engine: Engine,
+    parameters: Mapping[str, float],
+    initial_amounts: Mapping[str, float],
+) -> dict[str, float]:
+    """Return the untreated steady state of a parameter set, by simulating without drug.
+
+    Results are cached per engine and parameter set.
+
+    Args:
+        engine: The compiled model.
+        parameters: Parameter overrides (phenotype and user).
+        initial_amounts: Species amounts to start from.
+
+    Returns:
+        Species amounts at steady state (ledger species reset to zero).
+
+    Raises:
+        SimulationFailedError: If no steady state is reached within the pre-equilibration limit.
+    """
+    key = (id(engine), tuple(sorted(parameters.items())), tuple(sorted(initial_amounts.items())))
+    if key in _PREEQ_CACHE:
+        _PREEQ_CACHE.move_to_end(key)
+        return dict(_PREEQ_CACHE[key])
+    engine.fresh(parameters=parameters, initial_amounts=initial_amounts)
+    ids = [s for s in engine.species_ids if s not in LEDGER_SPECIES]
+    change = math.inf
+    for block in range(MAX_PREEQ_BLOCKS):
+        t0 = engine.time_h
+        t_end = t0 + PREEQ_BLOCK_D * 24
+        out = engine.simulate([t0, t_end - 365 * 24, t_end], ids)
+        before, after = out[1, 1:], out[2, 1:]
+        scale = np.maximum(np.maximum(np.abs(before), np.abs(after)), PREEQ_FLOOR)
+        change = float(np.max(np.abs(after - before) / scale))
+        if change < PREEQ_RTOL:
+            log.debug("pre-equilibrated in %d block(s) of %g d", block + 1, PREEQ_BLOCK_D)
+            break
+    else:
+        raise SimulationFailedError(
+            f"no steady state after {MAX_PREEQ_BLOCKS * PREEQ_BLOCK_D:g} d without drug (last-year change "
+            f"{change:.2e}); the parameter set may oscillate. Run with preequilibrate=False to inspect it."
+        )
+    state = clean_amounts(engine.amounts(), atol=engine.options.atol)
+    for ledger in LEDGER_SPECIES:
+        if ledger in state:  # a derived model (the fast path's retinoid core) may have no ledger
+            state[ledger] = 0.0
+    _PREEQ_CACHE[key] = dict(state)
+    if len(_PREEQ_CACHE) > _PREEQ_CACHE_SIZE:
+        _PREEQ_CACHE.popitem(last=False)
+    return state
+
+
+def clean_amounts(amounts: Mapping[str, float], *, atol: float) -> dict[str, float]:
+    """Return solver amounts with round-off in drained pools set to zero.
+
+    CVODE leaves values below its absolute tolerance in drained pools (e.g. -1e-68 nmol in the gut);
+    they are zero to the solver, and ``Engine.set_amounts`` rejects anything negative.
+    """
+    return {k: (0.0 if -atol < v < 0.0 else v) for k, v in amounts.items()}
+
+
+def simulate(
+    phenotype: str | Phenotype = "healthy",
+    regimen: Regimen | str | None = None,
+    *,
+    t_end_d: float = 365.0,
+    overrides: Mapping[str, float] | None = None,
+    changes: Sequence[ParameterChange] = (),
+    output_step_d: float = 1.0,
+    preequilibrate: bool = True,
+    include_species: bool = False,
+    engine: Engine | None = None,
+) -> pd.DataFrame:
+    """Simulate a phenotype under a dosing regimen.
+
+    The run starts from the phenotype's untreated steady state (unless ``preequilibrate`` is
+    False, when it starts from the model's written initial amounts), gives every dose of the
+    regimen as a discrete event, and applies scheduled parameter changes at their times.
+
+    Args:
+        phenotype: Preset name or a ``Phenotype``.
+        regimen: A ``Regimen``, its text form (``"20 mg bid for 180 d"``), or None for no drug.
+        t_end_d: Simulated time, days (> 0).
+        overrides: Parameter values by id, applied on top of the phenotype.
+        changes: Parameter changes during the run.
+        output_step_d: Spacing of output rows, days (> 0). Change times are added as rows.
+        preequilibrate: Start from the untreated steady state of this parameter set.
+        include_species: Add one column per species amount (nmol or Mcell), named ``amount_<id>``.
+        engine: A compiled model; defaults to the shipped model, compiled once per process.
+
+    Returns:
+        One row per output time; columns from ``ra_model.model.columns``. ``df.attrs`` holds
+        ``units``, ``phenotype``, ``regimen``, ``overrides``, ``changes``, ``dose_times_d``,
+        ``motile_detection_limit_M_per_mL``, ``model_hash`` and ``solver``.
+
+    Raises:
+        UnknownNameError: Unknown phenotype or parameter (with close matches).
+        InvalidValueError: Bad horizon, step or values.
+        RegimenParseError: Regimen text that cannot be parsed.
+        SimulationFailedError: The solver failed; ``exc.partial`` holds the rows computed before.
+    """
+    engine = engine or default_engine()
+    preset, regimen, user = resolve_scenario(
+        engine, phenotype, regimen, t_end_d=t_end_d, output_step_d=output_step_d, overrides=overrides
+    )
+    for name in (c.parameter for c in changes):  # checked up front: changes apply mid-run
+        if name not in engine.defaults:
+            raise UnknownNameError("parameter", name, engine.defaults)
+    for change in changes:
+        if change.t_d >= t_end_d:
+            raise InvalidValueError(
+                f"change of {change.parameter!r} at day {change.t_d:g} is not before the end of the run "
+                f"({t_end_d:g} d); lengthen t_end_d or move the change"
+            )
+    parameters = preset.resolve(engine.defaults) | user
+
+    context = f"phenotype {preset.name!r}, regimen {str(regimen) if regimen else 'none'!r}"
+    try:
+        if preequilibrate:
+            start = steady_state_amounts(engine, parameters, preset.initial_amounts)
+        else:
+            start = dict(engine.initial_amounts) | dict(preset.initial_amounts)
+    except SimulationFailedError as exc:
+        raise SimulationFailedError(f"{context}: pre-equilibration failed: {exc}") from exc
+    engine.fresh(parameters=parameters, initial_amounts=start)
+    if regimen is not None:
+        engine.arm_doses(dose_plan(regimen))
+
+    observables = [o.model_id for o in C.OBSERVABLES]
+    species = list(engine.species_ids) if include_species else []
+    selections = ["doses_given", *observables, *species]
+    cuts = sorted({c.t_d for c in changes})
+    grid = np.unique(np.concatenate([output_grid_d(t_end_d, output_step_d), cuts]))
+    blocks: list[np.ndarray] = []
+    bounds = [0.0, *cuts, float(t_end_d)]
+    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        for change in changes:
+            if change.t_d == a:
+                engine.set_parameter(change.parameter, change.value)
+        times = grid[(grid >= a) & (grid <= b)]
+        try:
+            block = engine.simulate([float(t) * 24 for t in times], selections)
+        except SimulationFailedError as exc:
+            partial = _table(np.vstack(blocks), species) if blocks else None
+            err = SimulationFailedError(f"{context}: {exc}")
+            err.partial = partial  # type: ignore[attr-defined]
+            raise err from exc
+        blocks.append(block if i == 0 else block[1:])
+    table = _table(np.vstack(blocks), species)
+    limit = engine.get("motile_detection_limit")
+    table[C.MOTILE_SPERM_PRESENT] = table[C.MOTILE_CONCENTRATION] >= limit
+    table.attrs.update(
+        units=dict(C.UNITS) | {f"amount_{s}": "nmol or Mcell" for s in species},
+        phenotype=preset.name,
+        regimen=str(regimen) if regimen else None,
+        overrides=user,
+        changes=[(c.t_d, c.parameter, c.value) for c in changes],
+        dose_times_d=[t / 24 for t in regimen.dose_times_h()] if regimen else [],
+        motile_detection_limit_M_per_mL=limit,
+        model_hash=engine.sbml_hash,
+        solver={"rtol": engine.options.rtol, "atol": engine.options.atol},
+    )
+    return table
+
+
+def resolve_scenario(
+    engine: Engine,
+    phenotype: str | Phenotype,
+    regimen: Regimen | str | None,
+    *,
+    t_end_d: float,
+    output_step_d: float,
+    overrides: Mapping[str, float] | None,
+) -> tuple[Phenotype, Regimen | None, dict[str, float]]:
+    """Check a scenario's inputs against a compiled model before anything runs.
+
+    Returns:
+        The phenotype preset, the parsed regimen (or None) and the user's overrides as a dict.
+
+    Raises:
+        UnknownNameError: Unknown phenotype, parameter, or species in the preset (with close matches).
+        InvalidValueError: Bad horizon or step.
+        RegimenParseError: Regimen text that cannot be parsed.
+    """
+    preset = get_phenotype(phenotype) if isinstance(phenotype, str) else phenotype
+    if isinstance(regimen, str):
+        regimen = Regimen.parse(regimen)
+    check_positive_days("t_end_d", t_end_d)
+    check_positive_days("output_step_d", output_step_d)
+    user = dict(overrides or {})
+    for name in user:
+        if name not in engine.defaults:
+            raise UnknownNameError("parameter", name, engine.defaults)
+    for name in preset.initial_amounts:
+        if name not in engine.initial_amounts:
+            raise UnknownNameError("species", name, engine.initial_amounts, where=f"phenotype {preset.name!r}")
+    return preset, regimen, user
+
+
+def dose_plan(regimen: Regimen) -> DosePlan:
+    """Return the engine's dosing plan for a regimen (the one place a ``Regimen`` becomes doses)."""
+    return DosePlan(
+        dose_mg=regimen.dose_per_administration_mg,
+        interval_h=regimen.interval_h,
+        n_doses=regimen.number_of_doses,
+        first_dose_h=regimen.start_d * 24,
+        fed=regimen.fed,
+    )
+
+
+def output_grid_d(t_end_d: float, output_step_d: float) -> np.ndarray:
+    """Return the output times of a run, days: every ``output_step_d`` from 0, and ``t_end_d`` itself.
+
+    ``simulate`` adds the times of scheduled changes to these.
+    """
+    grid = np.arange(0.0, t_end_d + 0.5 * output_step_d, output_step_d)
+    grid = grid[grid <= t_end_d + 1e-9]
+    if grid[-1] < t_end_d:
+        grid = np.append(grid, t_end_d)
+    return grid
+
+
+def _table(data: np.ndarray, species: Sequence[str]) -> pd.DataFrame:
+    names = [C.TIME_D, C.DOSES_GIVEN, *(o.column for o in C.OBSERVABLES), *(f"amount_{s}" for s in species)]
+    frame = pd.DataFrame(data, columns=names)
+    frame[C.TIME_D] = frame[C.TIME_D] / 24.0
+    frame[C.DOSES_GIVEN] = frame[C.DOSES_GIVEN].round().astype(int)
+    return frame
+
+
+def check_positive_days(name: str, value: float) -> None:
+    """Raise ``InvalidValueError`` naming ``name`` unless ``value`` is a finite number of days > 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise InvalidValueError(f"{name} = {value!r}; use a finite number of days > 0")

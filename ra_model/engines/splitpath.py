@@ -1,0 +1,268 @@
+"""The exact path for sweeps: every dose in libroadrunner on the model without its germ-cell chain, the chain compiled.
+
+Why it is exact, and why it is faster than the whole model in libroadrunner (measured in
+``benchmarks/bench_sweep.py``):
+
+1. CVODE's cost per step grows steeply with the number of states (its finite-difference Jacobian
+   takes one rate evaluation per state): 180 days of twice-daily doses cost about 160 ms on the
+   54-state model and about 30 ms on the 9-state retinoid core (65 ms on the 14-state *split core*
+   below, with its half-hour records), although the smaller models take as many steps: the doses
+   set the step size, not the germ cells.
+2. The split core (:func:`split_core_sbml`) is the shipped model without the germ-cell chain (stem
+   cells to cauda): the retinoids, isotretinoin and 4-oxo-isotretinoin, STRA8 and the tight
+   junctions, every state that follows the doses within hours, plus one added variable, the
+   running integral of the spermiation gate. It is simulated dose by dose at the sweep tolerance,
+   recording its signals every half hour, until the washout has brought it back to its untreated
+   steady state.
+3. The chain is a feed-forward cascade driven by slow signals (STRA8 and the junctions, half-lives
+   of a day or more) and one fast one, the spermiation gate. :func:`ra_model.engines.germline.integrate_driven`
+   integrates it on the half-hour grid from the recorded head states, with the gate's interpolant
+   inside each step corrected to the exact mean that the recorded integral gives.
+
+Nothing is repeated or extrapolated (that is the fast path, :mod:`ra_model.engines.fastpath`); the
+compiled chain's equations are checked against the model's when an engine is built.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from functools import lru_cache
+
+import libsbml
+import numpy as np
+import pandas as pd
+
+from ra_model.engines import germline
+from ra_model.engines.engine import Engine, SolverOptions
+from ra_model.engines.fastpath import (
+    check_germline_equations,
+    core_sbml,
+    germline_observables,
+    prepare_split_run,
+    split_table,
+)
+from ra_model.engines.simulate import (
+    LEDGER_SPECIES,
+    PREEQ_FLOOR,
+    dose_plan,
+    output_grid_d,
+)
+from ra_model.errors import ModelBuildError, SimulationFailedError
+from ra_model.model import columns as C
+from ra_model.model.phenotypes import Phenotype
+from ra_model.model.regimen import Regimen
+from ra_model.model.source import default_sbml
+
+log = logging.getLogger(__name__)
+
+#: The germ-cell chain, integrated in compiled code; everything else stays in libroadrunner.
+CHAIN_SPECIES: tuple[str, ...] = tuple(s for s in germline.SPECIES if s not in germline.UPSTREAM)
+#: Variable added to the split core: the integral of the spermiation gate since t = 0, hours.
+GATE_INTEGRAL = "spermiation_gate_integral"
+#: Spacing of the grid on which the core is recorded and the chain integrated, hours.
+SPLIT_GRID_H = 0.5
+#: Longest step of the chain's integration, hours (record steps are split to this).
+CHAIN_STEP_H = 0.25
+#: Hours after the last dose for which the core is recorded every ``SPLIT_GRID_H``; then every
+#: ``WASHOUT_GRID_H`` (the signals are smooth).
+FINE_AFTER_H = 48.0
+#: Spacing of the core's records in the washout, hours.
+WASHOUT_GRID_H = 2.0
+#: Longest sub-step of mature spermatids and the caput, hours.
+GATE_SUBSTEP_H = 1.0 / 32.0
+#: After the last dose the core is simulated until no amount differs from its untreated steady
+#: state by more than this (relative), then held there.
+SETTLED_RTOL = 1e-7
+#: Length of one washout chunk, hours.
+WASHOUT_CHUNK_H = 240.0
+
+
+def split_core_sbml(sbml: str) -> str:
+    """Return the split core: the model without the germ-cell chain, plus the gate's running integral.
+
+    Args:
+        sbml: SBML text of the full model.
+
+    Raises:
+        ModelBuildError: If the model has no germ-cell chain or no spermiation gate.
+    """
+    doc = libsbml.readSBMLFromString(core_sbml(sbml, drop=CHAIN_SPECIES))
+    model = doc.getModel()
+    if model.getAssignmentRuleByVariable("spermiation_gate") is None:
+        raise ModelBuildError("the model has no assignment rule 'spermiation_gate'; the split path needs one")
+    parameter = model.createParameter()
+    parameter.setId(GATE_INTEGRAL)
+    parameter.setValue(0.0)
+    parameter.setConstant(False)
+    rule = model.createRateRule()
+    rule.setVariable(GATE_INTEGRAL)
+    rule.setMath(libsbml.parseL3Formula("spermiation_gate"))
+    return str(libsbml.writeSBMLToString(doc))
+
+
+class SplitEngine:
+    """The full model (for names, defaults and the equation check) plus its compiled split core."""
+
+    def __init__(self, sbml: str | None = None, *, options: SolverOptions | None = None) -> None:
+        """Compile the full model and its split core, and check the chain's equations against the model.
+
+        Args:
+            sbml: SBML text of the full model; defaults to the shipped model.
+            options: Solver settings of the core (default ``SolverOptions()``).
+
+        Raises:
+            ModelBuildError: If the model cannot be split, or its germ-line rate laws differ from
+                :mod:`ra_model.engines.germline`.
+        """
+        text = sbml if sbml is not None else default_sbml()
+        self.options = options or SolverOptions()
+        self.full = Engine(text, options=self.options)
+        self.core = Engine(split_core_sbml(text), options=self.options)
+        self.sbml_hash = self.full.sbml_hash
+        self.core_observables = [o for o in C.OBSERVABLES if o.model_id not in _CHAIN_OBSERVABLES]
+        check_germline_equations(self.full)
+
+    @property
+    def defaults(self) -> dict[str, float]:
+        """Parameter and compartment defaults of the full model."""
+        return self.full.defaults
+
+
+#: Observables computed from the chain's states (the rest are read from the core).
+_CHAIN_OBSERVABLES = ("daily_sperm_production", "ejaculate_concentration", "motile_concentration")
+
+
+@lru_cache(maxsize=4)
+def split_engine(rtol: float = 1e-6, atol: float = 1e-13) -> SplitEngine:
+    """Return a process-wide split engine for the shipped model at these tolerances."""
+    return SplitEngine(options=SolverOptions(rtol=rtol, atol=atol))
+
+
+def simulate_split(
+    phenotype: str | Phenotype = "healthy",
+    regimen: Regimen | str | None = None,
+    *,
+    t_end_d: float = 365.0,
+    overrides: Mapping[str, float] | None = None,
+    output_step_d: float = 1.0,
+    engine: SplitEngine | None = None,
+) -> pd.DataFrame:
+    """Simulate like :func:`ra_model.simulate.simulate`, every dose exactly, on the split model.
+
+    Args:
+        phenotype: Preset name or a ``Phenotype``.
+        regimen: A ``Regimen``, its text, or None for no drug.
+        t_end_d: Simulated time, days (> 0).
+        overrides: Parameter values by id, on top of the phenotype.
+        output_step_d: Spacing of output rows, days (> 0).
+        engine: A :class:`SplitEngine`; defaults to :func:`split_engine`.
+
+    Returns:
+        The same columns and ``attrs`` as ``simulate()``; ``attrs["solver"]`` says ``split``.
+
+    Raises:
+        UnknownNameError: Unknown phenotype or parameter.
+        InvalidValueError: Bad horizon or step.
+        SimulationFailedError: The core's solver failed.
+    """
+    engine = engine or split_engine()
+    core = engine.core
+    scenario = prepare_split_run(
+        engine.full,
+        core,
+        phenotype,
+        regimen,
+        t_end_d=t_end_d,
+        output_step_d=output_step_d,
+        overrides=overrides,
+        path="split path",
+    )
+    regimen, steady, context = scenario.regimen, scenario.steady, scenario.context
+
+    t_end_h = float(t_end_d) * 24.0
+    out_h = output_grid_d(t_end_d, output_step_d) * 24.0
+    doses = regimen.dose_times_h() if regimen is not None else ()
+    grid = _grid(t_end_h, tuple(out_h.tolist()), doses)
+    signals = [*germline.INPUTS, *germline.UPSTREAM, GATE_INTEGRAL, *(o.model_id for o in engine.core_observables)]
+    signals += list(core.species_ids)
+    species_cols = slice(len(signals) - len(core.species_ids), len(signals))
+    core.fresh(parameters=scenario.core_parameters, initial_amounts=steady)
+    constant = np.array([core.get(name) for name in signals])
+    record = np.tile(constant, (grid.size, 1))
+    held_from = 0  # rows from here on hold the untreated steady state (all of them without doses)
+    if doses:
+        held_from = grid.size
+        core.arm_doses(dose_plan(regimen))  # type: ignore[arg-type]
+        steady_cols = [k for k, s in enumerate(core.species_ids) if s not in LEDGER_SPECIES]
+        target = np.array([steady[core.species_ids[k]] for k in steady_cols])
+        last_dose = max(doses)
+        t, row = 0.0, 0
+        while t < t_end_h:
+            hi = min(max(last_dose, t + WASHOUT_CHUNK_H) if t < last_dose else t + WASHOUT_CHUNK_H, t_end_h)
+            j = int(np.searchsorted(grid, hi, side="right"))
+            try:
+                block = core.simulate(grid[row:j].tolist(), signals)
+            except SimulationFailedError as exc:
+                raise SimulationFailedError(f"{context}: {exc}") from exc
+            record[row:j] = block[:, 1:]
+            if grid[j - 1] > last_dose:  # washout: stop once every state is back (the block decays)
+                lo = max(row, int(np.searchsorted(grid, last_dose, side="right")))
+                block_states = record[lo:j, species_cols][:, steady_cols]
+                scale = np.maximum(np.maximum(np.abs(block_states), np.abs(target)), PREEQ_FLOOR)
+                back = np.flatnonzero(np.max(np.abs(block_states - target) / scale, axis=1) < SETTLED_RTOL)
+                if back.size:
+                    held_from = lo + int(back[0])
+                    record[held_from:] = constant
+                    break
+            t, row = float(grid[j - 1]), j - 1
+
+    pvec = germline.parameter_vector(scenario.values)
+    n_in, n_up = len(germline.INPUTS), len(germline.UPSTREAM)
+    inputs = np.ascontiguousarray(record[:, :n_in])
+    upstream = np.ascontiguousarray(record[:, n_in : n_in + n_up])
+    integral = record[:, n_in + n_up]
+    steps = np.diff(grid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gate_mean = np.where(steps > 0, np.diff(integral) / steps, np.nan)
+    gate_mean[max(held_from - 1, 0) :] = np.nan  # held rows carry no integral
+    x_start = np.array([scenario.start[s] for s in germline.SPECIES])
+    x0 = germline.steady_state(inputs[0], pvec, x_start)
+    x0[:n_up] = upstream[0]
+    fine = germline.refine_driven(grid, inputs, upstream, gate_mean, CHAIN_STEP_H)
+    states = germline.integrate_driven(fine[0], fine[1], pvec, x0, fine[2], fine[3], GATE_SUBSTEP_H)
+    rows = np.searchsorted(grid, out_h)
+    from_chain = germline_observables(states[np.searchsorted(fine[0], out_h)], scenario.values)
+    first_core = n_in + n_up + 1
+    observables = {o.model_id: record[rows, first_core + k] for k, o in enumerate(engine.core_observables)}
+    observables |= {name: from_chain[name] for name in _CHAIN_OBSERVABLES}
+    return split_table(
+        scenario,
+        out_h,
+        doses,
+        observables,
+        model_hash=engine.sbml_hash,
+        solver={"rtol": core.options.rtol, "atol": core.options.atol, "split": True, "grid_h": SPLIT_GRID_H},
+    )
+
+
+@lru_cache(maxsize=16)
+def _grid(t_end_h: float, out_h: tuple[float, ...], doses: tuple[float, ...]) -> np.ndarray:
+    """Return the split path's record grid, hours, with the output and dose times.
+
+    Every ``SPLIT_GRID_H`` until ``FINE_AFTER_H`` after the last dose, then every ``WASHOUT_GRID_H``.
+    """
+    fine_until = min(t_end_h, max(doses) + FINE_AFTER_H) if doses else 0.0
+    grid = np.unique(
+        np.concatenate(
+            [
+                np.arange(0.0, fine_until, SPLIT_GRID_H),
+                np.arange(fine_until, t_end_h, WASHOUT_GRID_H),
+                [t_end_h],
+                out_h,
+                [t for t in doses if t < t_end_h],
+            ]
+        )
+    )
+    grid.setflags(write=False)
+    return grid

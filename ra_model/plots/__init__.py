@@ -1,0 +1,1 @@
+"""Plots: every matplotlib figure (time courses, cohorts, sensitivity); tables in, figures out."""

@@ -1,0 +1,200 @@
+"""Figures of experiments: cohort response rates, time to response, peak concentrations, grids, germ-cell stages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from ra_model.model import columns as C  # noqa: E402
+
+#: Germ-cell stages of the model, as groups of species summed for the stage figure.
+STAGES: dict[str, tuple[str, ...]] = {
+    "stem (SSC)": ("SSC",),
+    "differentiating spermatogonia": tuple(f"SG{i}" for i in range(1, 10)),
+    "preleptotene": ("PL",),
+    "spermatocytes": tuple(f"SC{i}" for i in range(1, 13)),
+    "round spermatids": tuple(f"RS{i}" for i in range(1, 13)),
+    "elongated spermatids": ("ES",),
+    "epididymis": ("EP1", "EP2", "EP3", "CAUDA"),
+}
+
+
+def plot_response(summary: pd.DataFrame, comparison: pd.DataFrame | None = None) -> Figure:
+    """Response rate with 95% CI per cohort and group, with published rates and intervals beside them."""
+    groups = list(dict.fromkeys(summary["group"]))
+    cohorts = list(dict.fromkeys(summary["cohort"]))
+    n_series = len(cohorts) + (1 if comparison is not None and len(comparison) else 0)
+    width = 0.8 / max(n_series, 1)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    x = np.arange(len(groups))
+    for j, cohort in enumerate(cohorts):
+        part = summary[summary["cohort"] == cohort].set_index("group").reindex(groups)
+        rate = part["rate"].to_numpy(dtype=float)
+        err = np.vstack([rate - part["ci_low"].to_numpy(dtype=float), part["ci_high"].to_numpy(dtype=float) - rate])
+        ax.bar(x + j * width, rate, width, yerr=err, capsize=3, label=f"simulated: {cohort}")
+    if comparison is not None and len(comparison):
+        pub = comparison.drop_duplicates("group").set_index("group").reindex(groups)
+        rate = pub["published_rate"].to_numpy(dtype=float)
+        err = np.vstack(
+            [
+                rate - pub["published_ci_low"].to_numpy(dtype=float),
+                pub["published_ci_high"].to_numpy(dtype=float) - rate,
+            ]
+        )
+        ax.bar(x + len(cohorts) * width, rate, width, yerr=err, capsize=3, color="k", alpha=0.6, label="published")
+    ax.set_xticks(x + width * (n_series - 1) / 2, [g.replace("_", " ") for g in groups], rotation=15)
+    ax.set_ylabel("responders (share of enrolled men, 95% CI)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_time_to_response(curves: pd.DataFrame, *, cohort: str | None = None) -> Figure:
+    """Cumulative share of men responding by visit day, per group."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    part = curves if cohort is None else curves[curves["cohort"] == cohort]
+    for group, g in part.groupby("group", sort=False):
+        ax.step(g["day"], g["fraction_responded"], where="post", label=str(group).replace("_", " "))
+    ax.set_xlabel("day of semen analysis")
+    ax.set_ylabel("share responded (cumulative)")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"time to response{'' if cohort is None else f' ({cohort})'}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_peak_concentration(results: pd.DataFrame, *, column: str, by: str, mask: pd.Series | None = None) -> Figure:
+    """Histogram of the peak sperm concentration (log scale) per group."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    part = results if mask is None else results[mask]
+    floor = 1e-6
+    bins = [float(b) for b in np.logspace(-6, 2.5, 35)]
+    for group, g in part.groupby(by, sort=True):
+        ax.hist(
+            np.maximum(g[column].to_numpy(dtype=float), floor), bins=bins, alpha=0.5, label=str(group).replace("_", " ")
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("peak sperm concentration at visits (million/mL; values below 1e-6 drawn at 1e-6)")
+    ax.set_ylabel("men")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_heatmap(summary: pd.DataFrame) -> Figure:
+    """Response rate per dose x duration cell, one panel per histology."""
+    histologies = list(dict.fromkeys(summary["histology"]))
+    fig, axes = plt.subplots(1, len(histologies), figsize=(5 * len(histologies), 4), squeeze=False)
+    for ax, h in zip(axes[0], histologies, strict=True):
+        part = summary[summary["histology"] == h]
+        table = part.pivot(index="dose", columns="duration_d", values="rate")
+        table = table.reindex(list(dict.fromkeys(part["dose"])))
+        image = ax.imshow(table.to_numpy(dtype=float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(table.shape[1]), [f"{d:g} d" for d in table.columns])
+        ax.set_yticks(range(table.shape[0]), list(table.index))
+        for (i, j), value in np.ndenumerate(table.to_numpy(dtype=float)):
+            ax.text(j, i, "n/a" if np.isnan(value) else f"{value:.0%}", ha="center", va="center", color="w")
+        ax.set_title(h.replace("_", " "))
+        ax.set_xlabel("treatment duration")
+        fig.colorbar(image, ax=ax, label="response rate")
+    fig.tight_layout()
+    return fig
+
+
+def plot_germ_cells(results: pd.DataFrame, *, runs: Sequence[str] | None = None) -> Figure:
+    """Germ cells per stage (Mcell, both testes) and ejaculate concentration over time, per run."""
+    runs = list(runs or dict.fromkeys(results["run"]))
+    fig, axes = plt.subplots(len(runs), 2, figsize=(11, 3.2 * len(runs)), squeeze=False)
+    for row, run in zip(axes, runs, strict=True):
+        part = results[results["run"] == run]
+        t = part[C.TIME_D]
+        for stage, species in STAGES.items():
+            cols = [f"amount_{s}" for s in species if f"amount_{s}" in part]
+            if cols:
+                row[0].plot(t, part[cols].sum(axis=1), label=stage)
+        row[0].set_yscale("symlog", linthresh=1e-2)
+        row[0].set_ylabel("germ cells (Mcell)")
+        row[0].set_title(str(run))
+        row[1].plot(t, part[C.EJACULATE_CONCENTRATION], label="ejaculate")
+        row[1].plot(t, part[C.MOTILE_CONCENTRATION], label="motile")
+        row[1].set_yscale("symlog", linthresh=1e-3)
+        row[1].set_ylabel("million/mL")
+        row[1].legend(fontsize=7)
+    axes[-1][0].set_xlabel("day")
+    axes[-1][1].set_xlabel("day")
+    axes[0][0].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_population_fit(report: pd.DataFrame, trace: pd.DataFrame) -> Figure:
+    """Targets against simulated response rates, and the objective over the fitted grid."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    x = np.arange(len(report))
+    left.bar(x - 0.2, report["published_or_assumed"], 0.4, label="target (brief)", color="k", alpha=0.6)
+    left.bar(x + 0.2, report["simulated"], 0.4, label="simulated")
+    left.set_xticks(x, [str(g).replace("_", " ") for g in report["group"]], rotation=15)
+    left.set_ylabel("response rate")
+    left.set_ylim(0, 1)
+    left.legend(fontsize=8)
+    fitted = [c for c in trace.columns if not c.startswith("rate_") and c != "weighted_sse"]
+    if len(fitted) == 1:
+        order = trace.sort_values(fitted[0])
+        right.plot(order[fitted[0]], order["weighted_sse"], "o-")
+        right.set_xlabel(f"log_sd of {fitted[0]}")
+    else:
+        right.plot(trace["weighted_sse"].to_numpy(), "o")
+        right.set_xlabel("grid point")
+    right.set_ylabel("weighted sum of squared residuals")
+    fig.tight_layout()
+    return fig
+
+
+def experiment_figures(result: object) -> Mapping[str, Figure]:
+    """Draw the figures an experiment asks for; returns figures by file stem."""
+    from ra_model.studies.experiments import ExperimentResult
+
+    assert isinstance(result, ExperimentResult)
+    exp = result.experiment
+    figures: dict[str, Figure] = {}
+    if exp.kind == "single":
+        from ra_model.plots.timecourse import plot_timecourse
+
+        if "timecourse" in exp.figures:
+            labels = list(dict.fromkeys(result.results["run"]))
+            tables = [result.results[result.results["run"] == r] for r in labels]
+            figures["timecourse"] = plot_timecourse(tables, labels=labels)
+        if "germ_cells" in exp.figures and exp.include_species:
+            figures["germ_cells"] = plot_germ_cells(result.results)
+    elif exp.kind == "cohort":
+        if "response" in exp.figures:
+            figures["response"] = plot_response(result.summary, result.tables.get("comparison"))
+        if "time_to_response" in exp.figures:
+            largest = max(exp.cohorts, key=lambda k: exp.cohorts[k])
+            figures["time_to_response"] = plot_time_to_response(result.tables["time_to_response"], cohort=largest)
+        if "peak_concentration" in exp.figures:
+            largest = max(exp.cohorts, key=lambda k: exp.cohorts[k])
+            from ra_model.studies.clinical import PEAK_AT_VISITS
+            from ra_model.studies.population import HISTOLOGY
+
+            figures["peak_concentration"] = plot_peak_concentration(
+                result.results, column=PEAK_AT_VISITS, by=HISTOLOGY, mask=result.results[f"enrolled_{largest}"]
+            )
+    elif exp.kind == "grid" and "heatmap" in exp.figures:
+        figures["heatmap"] = plot_heatmap(result.summary)
+    return figures
+
+
+def close(figures: Mapping[str, Figure]) -> None:
+    """Release figures' memory."""
+    for fig in figures.values():
+        plt.close(fig)

@@ -1,0 +1,105 @@
+"""Sweep metrics: functions that reduce one simulation table to a number, a yes/no or a few named numbers.
+
+A metric is any picklable callable ``metric(table) -> float | bool | Mapping[str, float]`` taking the
+table that :func:`ra_model.simulate.simulate` returns (``attrs`` included). The built-ins here are
+named in sweep specs by their key in :data:`BUILTIN_METRICS`; user metrics are named by a dotted
+path ``"package.module:function"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ra_model.errors import InvalidValueError, UnknownNameError
+from ra_model.model import columns as C
+
+#: What a metric returns: a number, a yes/no, or named numbers (expanded to ``<metric>.<key>`` columns).
+MetricValue = float | bool | Mapping[str, float]
+#: A metric: a picklable function of one simulation table.
+Metric = Callable[[pd.DataFrame], MetricValue]
+
+
+def peak_ejaculate_concentration(table: pd.DataFrame) -> float:
+    """Return the highest ejaculate sperm concentration over the run, million/mL."""
+    return float(table[C.EJACULATE_CONCENTRATION].max())
+
+
+def time_to_first_motile_sperm_d(table: pd.DataFrame) -> float:
+    """Return the first time motile sperm reach the detection limit, days (NaN if never).
+
+    The crossing is interpolated linearly between the two output rows that bracket it, so the
+    answer does not jump with the output grid; 0 if motile sperm are present from the start.
+    """
+    present = table[C.MOTILE_SPERM_PRESENT].to_numpy(dtype=bool)
+    if not present.any():
+        return math.nan
+    i = int(np.argmax(present))
+    times = table[C.TIME_D].to_numpy(dtype=float)
+    if i == 0:
+        return float(times[0])
+    limit = float(table.attrs.get("motile_detection_limit_M_per_mL", math.nan))
+    conc = table[C.MOTILE_CONCENTRATION].to_numpy(dtype=float)
+    c0, c1 = conc[i - 1], conc[i]
+    if not math.isfinite(limit) or c1 <= c0:
+        return float(times[i])
+    frac = min(max((limit - c0) / (c1 - c0), 0.0), 1.0)
+    return float(times[i - 1] + frac * (times[i] - times[i - 1]))
+
+
+def testis_atRA_auc(table: pd.DataFrame) -> float:
+    """Return the area under the testis all-trans RA curve over the run (trapezoids), nM·d."""
+    return float(np.trapezoid(table[C.TESTIS_ATRA].to_numpy(dtype=float), table[C.TIME_D].to_numpy(dtype=float)))
+
+
+def responder(table: pd.DataFrame) -> bool:
+    """Return True if motile sperm are at or above the detection limit at some output time."""
+    return bool(table[C.MOTILE_SPERM_PRESENT].any())
+
+
+#: The built-in metrics by the name used in sweep specs and result columns.
+BUILTIN_METRICS: dict[str, Metric] = {
+    "peak_ejaculate_concentration": peak_ejaculate_concentration,
+    "time_to_first_motile_sperm_d": time_to_first_motile_sperm_d,
+    "testis_atRA_auc": testis_atRA_auc,
+    "responder": responder,
+}
+
+
+def resolve_metric(name: str, *, where: str = "") -> Metric:
+    """Turn a metric name into a function.
+
+    Args:
+        name: A built-in name (see :data:`BUILTIN_METRICS`) or ``"package.module:function"``.
+        where: Context for error messages, e.g. ``"spec.toml, key metrics"``.
+
+    Returns:
+        The metric function.
+
+    Raises:
+        UnknownNameError: For an unknown built-in (with close matches).
+        InvalidValueError: For a dotted path that cannot be imported or is not callable.
+    """
+    if name in BUILTIN_METRICS:
+        return BUILTIN_METRICS[name]
+    place = f" in {where}" if where else ""
+    if ":" not in name:
+        raise UnknownNameError("metric", name, BUILTIN_METRICS, where=where or "") from None
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InvalidValueError(
+            f"metric {name!r}{place}: cannot import module {module_name!r} ({exc}); "
+            "write 'package.module:function' for a module on the Python path"
+        ) from exc
+    func = getattr(module, attr, None)
+    if not callable(func):
+        raise InvalidValueError(
+            f"metric {name!r}{place}: module {module_name!r} has no function {attr!r}; write 'package.module:function'"
+        )
+    return func  # type: ignore[no-any-return]

@@ -1,0 +1,287 @@
+"""Virtual patients: draw each man's parameters from between-person distributions around his phenotype.
+
+The distributions live in ``models/population.toml`` (data, not code): each entry makes one model
+parameter a log-normal multiplier on the value the man's phenotype gives it, truncated at
+``truncate_sd`` standard deviations. Every man has his own random streams, derived from
+``(seed, histology, index, parameter name)``, so the same man gets the same parameters whatever else
+is in the cohort, however large the cohort, and whichever other parameters vary.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from ra_model.errors import InvalidValueError, UnknownNameError
+from ra_model.model.phenotypes import load_phenotypes
+from ra_model.model.source import model_dir, read_parameter_table
+
+#: File name of the variability data inside the model directory.
+POPULATION_FILE = "population.toml"
+
+#: Samples-table column: the man's histology (phenotype preset name).
+HISTOLOGY = "meta_histology"
+#: Samples-table column: the man's index within his histology's stream.
+PATIENT_INDEX = "meta_patient_index"
+#: Samples-table column: the man's body weight, kg (used by mg/kg/day regimens).
+BODY_WEIGHT_KG = "meta_body_weight_kg"
+
+_ENTRY_KEYS = {"cv", "log_sd", "source", "uncertain", "fit_lower", "fit_upper"}
+_TOP_KEYS = {"truncate_sd", "body_weight_kg", "variability"}
+_WEIGHT_KEYS = {"median", "cv", "source"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Variability:
+    """Between-person spread of one parameter: a log-normal multiplier with median 1.
+
+    Attributes:
+        parameter: Model parameter id.
+        log_sd: Standard deviation of the natural log of the multiplier.
+        source: Citation, or ``assumed``.
+        uncertain: May be refitted by the population calibration.
+        fit_lower: Lowest log_sd the calibration may try.
+        fit_upper: Highest log_sd the calibration may try.
+    """
+
+    parameter: str
+    log_sd: float
+    source: str
+    uncertain: bool = False
+    fit_lower: float = 0.0
+    fit_upper: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Check the spread is a finite non-negative number and the entry has a source."""
+        if isinstance(self.log_sd, bool) or not isinstance(self.log_sd, int | float) or not math.isfinite(self.log_sd):
+            raise InvalidValueError(f"variability of {self.parameter!r}: log_sd = {self.log_sd!r} is not a number")
+        if self.log_sd < 0:
+            raise InvalidValueError(f"variability of {self.parameter!r}: log_sd = {self.log_sd!r} must be >= 0")
+        if not self.source.strip():
+            raise InvalidValueError(f"variability of {self.parameter!r} has no source; cite one or write 'assumed'")
+        if self.uncertain and not 0 <= self.fit_lower <= self.fit_upper:
+            raise InvalidValueError(
+                f"variability of {self.parameter!r}: fit range [{self.fit_lower}, {self.fit_upper}] is not ordered"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Population:
+    """A virtual population: which parameters vary between men, and how much.
+
+    Attributes:
+        variability: Spread per parameter id.
+        truncate_sd: Draws are truncated at this many standard deviations of the log.
+        weight_median_kg: Median body weight, kg.
+        weight_cv: Coefficient of variation of body weight.
+    """
+
+    variability: Mapping[str, Variability] = field(default_factory=dict)
+    truncate_sd: float = 3.0
+    weight_median_kg: float = 80.0
+    weight_cv: float = 0.15
+
+    def __post_init__(self) -> None:
+        """Check the truncation and weight are sensible and every parameter exists."""
+        if not (isinstance(self.truncate_sd, int | float) and 0 < self.truncate_sd <= 10):
+            raise InvalidValueError(f"truncate_sd = {self.truncate_sd!r}; use a number in (0, 10], e.g. 3")
+        if not (isinstance(self.weight_median_kg, int | float) and 20 < self.weight_median_kg < 300):
+            raise InvalidValueError(f"body_weight_kg.median = {self.weight_median_kg!r}; use a weight in kg, e.g. 80")
+        if not (isinstance(self.weight_cv, int | float) and 0 <= self.weight_cv < 1):
+            raise InvalidValueError(f"body_weight_kg.cv = {self.weight_cv!r}; use a number in [0, 1)")
+        known = read_parameter_table()
+        for name in self.variability:
+            if name not in known:
+                raise UnknownNameError("parameter", name, known, where="population variability")
+        object.__setattr__(self, "variability", MappingProxyType(dict(self.variability)))
+
+    def with_log_sd(self, values: Mapping[str, float]) -> Population:
+        """Return a copy with some parameters' log_sd replaced (used by the calibration)."""
+        new = dict(self.variability)
+        for name, value in values.items():
+            if name not in new:
+                raise UnknownNameError("variability parameter", name, new)
+            old = new[name]
+            new[name] = Variability(
+                parameter=name,
+                log_sd=float(value),
+                source=old.source,
+                uncertain=old.uncertain,
+                fit_lower=old.fit_lower,
+                fit_upper=old.fit_upper,
+            )
+        return Population(
+            variability=new,
+            truncate_sd=self.truncate_sd,
+            weight_median_kg=self.weight_median_kg,
+            weight_cv=self.weight_cv,
+        )
+
+
+def load_population(path: Path | None = None) -> Population:
+    """Read the variability data.
+
+    Args:
+        path: A TOML file; defaults to the shipped ``models/population.toml``.
+
+    Returns:
+        The population.
+
+    Raises:
+        InvalidValueError: Unknown key, missing spread or source, or a bad value (naming the file).
+        UnknownNameError: A parameter the model does not have.
+    """
+    path = path or model_dir() / POPULATION_FILE
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise InvalidValueError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+    weight = data.get("body_weight_kg", {})
+    if set(weight) - _WEIGHT_KEYS:
+        raise InvalidValueError(f"{path}: [body_weight_kg] has unknown key(s) {sorted(set(weight) - _WEIGHT_KEYS)}")
+    entries: dict[str, Variability] = {}
+    for name, body in data.get("variability", {}).items():
+        bad = set(body) - _ENTRY_KEYS
+        if bad:
+            raise InvalidValueError(
+                f"{path}: [variability.{name}] has unknown key(s) {sorted(bad)}; allowed: {sorted(_ENTRY_KEYS)}"
+            )
+        if ("cv" in body) == ("log_sd" in body):
+            raise InvalidValueError(f"{path}: [variability.{name}] needs exactly one of 'cv' or 'log_sd'")
+        log_sd = math.sqrt(math.log1p(float(body["cv"]) ** 2)) if "cv" in body else float(body["log_sd"])
+        try:
+            entries[name] = Variability(
+                parameter=name,
+                log_sd=log_sd,
+                source=str(body.get("source", "")),
+                uncertain=bool(body.get("uncertain", False)),
+                fit_lower=float(body.get("fit_lower", 0.0)),
+                fit_upper=float(body.get("fit_upper", 0.0)),
+            )
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"{path}: {exc}") from exc
+    try:
+        return Population(
+            variability=entries,
+            truncate_sd=float(data.get("truncate_sd", 3.0)),
+            weight_median_kg=float(weight.get("median", 80.0)),
+            weight_cv=float(weight.get("cv", 0.15)),
+        )
+    except UnknownNameError as exc:
+        raise UnknownNameError("parameter", exc.name, read_parameter_table(), where=str(path)) from None
+
+
+def _stream(seed: int, histology: str, index: int, name: str) -> np.random.Generator:
+    """Return the random stream of one man and one quantity (stable across runs and platforms)."""
+    return np.random.default_rng([seed, zlib.crc32(histology.encode()), index, zlib.crc32(name.encode())])
+
+
+def _truncated_z(rng: np.random.Generator, limit: float) -> float:
+    """Draw a standard normal truncated at +/- limit by inverting the CDF (one uniform per draw)."""
+    lo, hi = float(special.ndtr(-limit)), float(special.ndtr(limit))
+    return float(special.ndtri(lo + (hi - lo) * rng.random()))
+
+
+def draw_patients(
+    population: Population,
+    histology: str,
+    indices: Sequence[int],
+    *,
+    seed: int,
+    overrides: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Draw men of one histology as a samples table for :func:`ra_model.studies.sweep.run_sweep`.
+
+    Args:
+        population: Variability data.
+        histology: Phenotype preset name of these men.
+        indices: Which men of this histology's stream to draw (0, 1, 2, ...).
+        seed: The population seed.
+        overrides: Parameter values set for every man before variability (the median moves).
+
+    Returns:
+        One row per man: ``sample_id`` (``"<histology>-<index>"``), ``phenotype``, one column per
+        varying parameter, ``meta_histology``, ``meta_patient_index``, ``meta_body_weight_kg``.
+
+    Raises:
+        UnknownNameError: Unknown histology or override parameter.
+        InvalidValueError: A negative index or a non-integer seed.
+    """
+    presets = load_phenotypes()
+    if histology not in presets:
+        raise UnknownNameError("phenotype", histology, presets, where="histology mix")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InvalidValueError(f"seed = {seed!r}; use a non-negative integer")
+    table = read_parameter_table()
+    for name in overrides or {}:
+        if name not in table:
+            raise UnknownNameError("parameter", name, table, where="overrides")
+    centre = {k: v.value for k, v in table.items()} | presets[histology].resolve({k: v.value for k, v in table.items()})
+    centre |= dict(overrides or {})
+    weight_sd = math.sqrt(math.log1p(population.weight_cv**2))
+    rows = []
+    for index in indices:
+        if isinstance(index, bool) or not isinstance(index, int | np.integer) or index < 0:
+            raise InvalidValueError(f"patient index {index!r}; use integers >= 0")
+        i = int(index)
+        row: dict[str, object] = {"sample_id": f"{histology}-{i:05d}", "phenotype": histology}
+        for name, spread in sorted(population.variability.items()):
+            z = _truncated_z(_stream(seed, histology, i, name), population.truncate_sd)
+            row[name] = centre[name] * math.exp(spread.log_sd * z)
+        z_weight = _truncated_z(_stream(seed, histology, i, "body_weight_kg"), population.truncate_sd)
+        row[HISTOLOGY] = histology
+        row[PATIENT_INDEX] = i
+        row[BODY_WEIGHT_KG] = population.weight_median_kg * math.exp(weight_sd * z_weight)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame.attrs["seed"] = seed
+    return frame
+
+
+def check_mix(mix: Mapping[str, float], *, where: str = "histology mix") -> dict[str, float]:
+    """Validate a histology mix: known phenotype names, fractions in [0, 1] summing to 1.
+
+    Raises:
+        UnknownNameError: A histology that is not a phenotype preset.
+        InvalidValueError: A fraction outside [0, 1] or a sum other than 1 (within 1e-6).
+    """
+    presets = load_phenotypes()
+    if not mix:
+        raise InvalidValueError(f"{where} is empty; give e.g. {{maturation_arrest = 0.4, sertoli_cell_only = 0.6}}")
+    for name, share in mix.items():
+        if name not in presets:
+            raise UnknownNameError("phenotype", name, presets, where=where)
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise InvalidValueError(f"{where}: share of {name!r} = {share!r}; use a fraction between 0 and 1")
+    total = float(sum(mix.values()))
+    if abs(total - 1.0) > 1e-6:
+        raise InvalidValueError(f"{where} sums to {total:g}, not 1; rescale the shares so they add up to 1")
+    return {k: float(v) for k, v in mix.items()}
+
+
+def allocate(mix: Mapping[str, float], n: int) -> dict[str, int]:
+    """Split ``n`` men between histologies in proportion to the mix (largest remainders, ties by name).
+
+    Args:
+        mix: Histology shares summing to 1.
+        n: Number of men.
+
+    Returns:
+        Men per histology, summing to ``n``.
+    """
+    exact = {k: v * n for k, v in mix.items()}
+    counts = {k: int(math.floor(v)) for k, v in exact.items()}
+    left = n - sum(counts.values())
+    for name in sorted(exact, key=lambda k: (-(exact[k] - counts[k]), k))[:left]:
+        counts[name] += 1
+    return counts
