@@ -52,6 +52,8 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     import tomllib
 
     from ra_model.errors import InvalidValueError
+    from ra_model.plots.cohort import close
+    from ra_model.plots.sensitivity import index_figures
     from ra_model.studies.sensitivity import run_sensitivity_experiment
 
     path = Path(args.spec)
@@ -68,6 +70,11 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
         where=str(path),
     )
     indices = summary.pop("indices")
+    figures = index_figures(indices, title=summary["title"])
+    for name, fig in figures.items():
+        fig.savefig(Path(args.out) / f"{name}.png", dpi=110)
+        summary["files"].append(str(Path(args.out) / f"{name}.png"))
+    close(figures)
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     key = "ST" if summary["method"] == "sobol" else "mu_star"
     rows = indices[indices["metric"] == summary["rank_by"]].sort_values(key, ascending=False)

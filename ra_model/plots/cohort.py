@@ -191,6 +191,10 @@ def experiment_figures(result: object) -> Mapping[str, Figure]:
             )
     elif exp.kind == "grid" and "heatmap" in exp.figures:
         figures["heatmap"] = plot_heatmap(result.summary)
+    elif exp.kind == "sensitivity":
+        from ra_model.plots.sensitivity import index_figures
+
+        figures.update(index_figures(result.summary))
     return figures
 
 

@@ -11,6 +11,22 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 
+def index_figures(indices: pd.DataFrame, *, title: str = "") -> dict[str, Figure]:
+    """Draw one index bar chart per metric of a sensitivity table.
+
+    Args:
+        indices: A table from :mod:`ra_model.studies.sensitivity` with a ``metric`` column.
+        title: Title prefix (e.g. phenotype and regimen); the metric is appended.
+
+    Returns:
+        Figures keyed ``indices_<metric>``, the file stem they are saved under.
+    """
+    return {
+        f"indices_{metric}": plot_indices(indices, metric=metric, title=f"{title}: {metric}" if title else metric)
+        for metric in indices["metric"].unique()
+    }
+
+
 def plot_indices(indices: pd.DataFrame, *, metric: str, title: str = "") -> Figure:
     """Draw a horizontal bar chart of Sobol (S1 and ST) or Morris (mu*) indices with 95 % intervals.
 

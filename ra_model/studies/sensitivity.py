@@ -328,20 +328,23 @@ def run_sensitivity_experiment(
     progress: bool = True,
     where: str = "sensitivity spec",
 ) -> dict[str, Any]:
-    """Run a ``kind = "sensitivity"`` spec: the design, the sweep, the indices, a ranking and figures.
+    """Run a ``kind = "sensitivity"`` spec: the design, the sweep, the indices and a ranking.
+
+    Figures are the caller's: :func:`ra_model.plots.sensitivity.index_figures` draws them from ``indices``.
 
     Args:
         spec: The parsed TOML (see :func:`ra_model.studies.design.parse_sweep_spec` for the keys).
-        out_dir: Folder for ``indices.csv``, ``sweep.parquet``, the resumable chunks and one
-            ``indices_<metric>.png`` per metric; None writes nothing.
+        out_dir: Folder for ``indices.csv``, ``sweep.parquet`` and the resumable chunks; None writes
+            nothing.
         reduced: Use ``n_reduced`` (quick run).
         workers: Local worker processes.
         progress: Show a progress bar.
         where: The file name for messages.
 
     Returns:
-        A summary: ``method``, ``n_runs``, ``rank_by``, ``ranking`` (parameters, most influential
-        first, by ST for Sobol or mu* for Morris), ``indices`` (the table) and ``files``.
+        A summary: ``title`` (phenotype and regimen), ``method``, ``n_runs``, ``rank_by``, ``ranking``
+        (parameters, most influential first, by ST for Sobol or mu* for Morris), ``indices`` (the table)
+        and ``files``.
     """
     from ra_model.studies.design import parse_sweep_spec
     from ra_model.studies.metrics import resolve_metric
@@ -372,20 +375,14 @@ def run_sensitivity_experiment(
     ranked = result.indices[result.indices["metric"] == rank_by].sort_values(key, ascending=False)
     files: list[str] = []
     if out_dir is not None:
-        from ra_model.plots.sensitivity import plot_indices
-
         out_dir.mkdir(parents=True, exist_ok=True)
         result.indices.to_csv(out_dir / "indices.csv", index=False)
         result.sweep.to_parquet(out_dir / "sweep.parquet", index=False)
         files += [str(out_dir / "indices.csv"), str(out_dir / "sweep.parquet")]
-        for metric in result.indices["metric"].unique():
-            fig = plot_indices(result.indices, metric=metric, title=f"{parsed.phenotype}, {parsed.regimen}: {metric}")
-            path = out_dir / f"indices_{metric}.png"
-            fig.savefig(path, dpi=110)
-            files.append(str(path))
     responders = result.sweep.get("responder")
     return {
         "description": parsed.description,
+        "title": f"{parsed.phenotype}, {parsed.regimen}",
         "method": parsed.design,
         "n_runs": len(result.sweep),
         "rank_by": rank_by,
