@@ -133,3 +133,16 @@ def test_importing_the_package_does_not_load_matplotlib_or_panel() -> None:
     code = "import sys, ra_model; print(sorted(m for m in ('matplotlib', 'panel', 'bokeh') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_readme_use_example_runs_with_the_public_verbs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    use = readme.split("## Use", 1)[1]
+    code = use.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "from ra_model import" in code
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md (Use)", "exec"), namespace)
+    assert (tmp_path / "run.png").stat().st_size > 10_000
+    table = namespace["table"]
+    assert table.attrs["units"]["time_d"] == "day"  # type: ignore[attr-defined]
