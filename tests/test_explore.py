@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ra_model.app.explorer import (
+from ra_model.app.explorer import Explorer
+from ra_model.app.server import serve
+from ra_model.app.state import (
     BASELINE_SAME_REGIMEN,
     KEY_PARAMETERS,
-    Explorer,
     Scenario,
-    serve,
     summarise,
     summary_facts,
 )
@@ -110,12 +110,12 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 
 def test_default_app_runs_the_treated_and_untreated_preset(app: Explorer) -> None:
-    assert app.error == ""
+    assert app.state.error == ""
     expected = simulate("maturation_arrest", REGIMEN, t_end_d=365.0)
     untreated = simulate("maturation_arrest", None, t_end_d=365.0)
-    assert app.whatif is not None and app.baseline is not None
-    _same(app.whatif, expected)
-    _same(app.baseline, untreated)
+    assert app.state.whatif is not None and app.state.baseline is not None
+    _same(app.state.whatif, expected)
+    _same(app.state.baseline, untreated)
     assert summarise(expected) in app.summary.object
     assert summarise(untreated) in app.summary.object
     # brief: the isotretinoin-responsive maturation arrest is azoospermic untreated and makes sperm treated
@@ -142,27 +142,27 @@ def test_sliders_are_bounded_by_the_parameter_table_and_show_its_source(app: Exp
         app.dose_mg.value = 1000.0
     with pytest.raises(ValueError):
         app.duration_d.value = 0.0
-    assert app.overrides() == {}
+    assert app.state.overrides() == {}
 
 
 def test_changing_a_slider_reruns_and_changes_summary_and_plot(app: Explorer) -> None:
     app.phenotype.value = "maturation_arrest"
     before_summary = app.summary.object
-    before_plot = np.array(app.whatif_source.data[C.TESTIS_ATRA])
+    before_plot = np.array(app.figures.whatif_source.data[C.TESTIS_ATRA])
     app.parameters["cyp26_expr"].value = 10.0  # twice the preset's 5
-    assert app.overrides() == {"cyp26_expr": 10.0}
+    assert app.state.overrides() == {"cyp26_expr": 10.0}
     expected = simulate("maturation_arrest", REGIMEN, t_end_d=365.0, overrides={"cyp26_expr": 10.0})
-    assert app.whatif is not None
-    _same(app.whatif, expected)
+    assert app.state.whatif is not None
+    _same(app.state.whatif, expected)
     assert app.summary.object != before_summary
     assert summarise(expected) in app.summary.object
-    after_plot = np.array(app.whatif_source.data[C.TESTIS_ATRA])
+    after_plot = np.array(app.figures.whatif_source.data[C.TESTIS_ATRA])
     np.testing.assert_array_equal(after_plot, expected[C.TESTIS_ATRA].to_numpy())
     # more RA-degrading enzyme: less testis atRA on every treated day
     on_drug = (expected[C.TIME_D] > 5) & (expected[C.TIME_D] < 175)
     assert np.all(after_plot[on_drug.to_numpy()] < before_plot[on_drug.to_numpy()])
     app.parameters["cyp26_expr"].value = 5.0
-    assert app.overrides() == {}
+    assert app.state.overrides() == {}
 
 
 def test_phenotype_change_moves_the_sliders_to_the_preset(app: Explorer) -> None:
@@ -172,8 +172,8 @@ def test_phenotype_change_moves_the_sliders_to_the_preset(app: Explorer) -> None
     assert app.parameters["stem_niche"].value == pytest.approx(0.05 * defaults["stem_niche"], rel=1e-12)
     assert app.parameters["aldh1a_expr"].value == 0.5
     assert app.parameters["stem_niche"].start <= app.parameters["stem_niche"].value
-    assert app.overrides() == {}
-    assert app.whatif is not None and app.whatif.attrs["phenotype"] == "hypospermatogenesis"
+    assert app.state.overrides() == {}
+    assert app.state.whatif is not None and app.state.whatif.attrs["phenotype"] == "hypospermatogenesis"
     app.phenotype.value = "maturation_arrest"
     assert app.parameters["stem_niche"].start == read_parameter_table()["stem_niche"].lower
     assert [app.parameters[p].value for p in ("stra6_expr", "aldh1a_expr", "cyp26_expr")] == [0.3, 0.15, 5.0]
@@ -189,15 +189,15 @@ def test_regimen_controls(app: Explorer) -> None:
     app.start_d.value = 14.0
     app.duration_d.value = 90.0
     app.fed.value = True
-    assert str(app.regimen()) == "0.5 mg/kg/day od for 90 d from day 14, 80 kg, fed"
-    assert app.whatif is not None
-    doses = app.whatif.attrs["dose_times_d"]
+    assert str(app.state.regimen()) == "0.5 mg/kg/day od for 90 d from day 14, 80 kg, fed"
+    assert app.state.whatif is not None
+    doses = app.state.whatif.attrs["dose_times_d"]
     assert doses[0] == 14.0 and len(doses) == 90 and doses[-1] == 103.0
-    assert app.whatif[C.DOSES_GIVEN].iloc[-1] == 90
+    assert app.state.whatif[C.DOSES_GIVEN].iloc[-1] == 90
     app.drug.value = False
-    assert app.regimen() is None and not app.frequency.visible
-    assert app.whatif is not None and app.baseline is not None
-    _same(app.whatif, app.baseline)  # no drug and no changes: the what-if is the untreated baseline
+    assert app.state.regimen() is None and not app.frequency.visible
+    assert app.state.whatif is not None and app.state.baseline is not None
+    _same(app.state.whatif, app.state.baseline)  # no drug and no changes: the what-if is the untreated baseline
     for widget, value in (
         (app.drug, True),
         (app.dose_basis, "mg per dose"),
@@ -207,33 +207,33 @@ def test_regimen_controls(app: Explorer) -> None:
         (app.fed, False),
     ):
         widget.value = value
-    assert str(app.regimen()) == REGIMEN
+    assert str(app.state.regimen()) == REGIMEN
 
 
 def test_baseline_choice_same_regimen_without_changes(app: Explorer) -> None:
     app.phenotype.value = "maturation_arrest"
     app.parameters["stra6_expr"].value = 1.0
     app.baseline_choice.value = BASELINE_SAME_REGIMEN
-    assert app.baseline is not None and app.whatif is not None
-    assert app.baseline.attrs["regimen"] == app.whatif.attrs["regimen"] == REGIMEN
-    assert app.baseline.attrs["overrides"] == {} and app.whatif.attrs["overrides"] == {"stra6_expr": 1.0}
-    _same(app.baseline, simulate("maturation_arrest", REGIMEN, t_end_d=365.0))
+    assert app.state.baseline is not None and app.state.whatif is not None
+    assert app.state.baseline.attrs["regimen"] == app.state.whatif.attrs["regimen"] == REGIMEN
+    assert app.state.baseline.attrs["overrides"] == {} and app.state.whatif.attrs["overrides"] == {"stra6_expr": 1.0}
+    _same(app.state.baseline, simulate("maturation_arrest", REGIMEN, t_end_d=365.0))
     app.baseline_choice.value = "untreated (same phenotype, no drug)"
     app.parameters["stra6_expr"].value = 0.3
-    assert app.overrides() == {}
+    assert app.state.overrides() == {}
 
 
 def test_downloads_reproduce_the_run(app: Explorer) -> None:
     app.phenotype.value = "maturation_arrest"
     app.parameters["cyp26_expr"].value = 10.0
     try:
-        assert app.whatif is not None
-        csv = pd.read_csv(io.StringIO(app.csv_text()))
-        assert list(csv.columns) == list(app.whatif.columns)
+        assert app.state.whatif is not None
+        csv = pd.read_csv(io.StringIO(app.state.csv_text()))
+        assert list(csv.columns) == list(app.state.whatif.columns)
         np.testing.assert_allclose(
-            csv[C.EJACULATE_CONCENTRATION].to_numpy(), app.whatif[C.EJACULATE_CONCENTRATION].to_numpy(), rtol=1e-12
+            csv[C.EJACULATE_CONCENTRATION].to_numpy(), app.state.whatif[C.EJACULATE_CONCENTRATION].to_numpy(), rtol=1e-12
         )
-        data = tomllib.loads(app.scenario_toml())
+        data = tomllib.loads(app.state.scenario_toml())
         assert set(data) == {"description", "phenotype", "regimens", "t_end_d", "output_step_d", "overrides"}
         assert data["phenotype"] == "maturation_arrest"
         assert data["regimens"] == [REGIMEN]
@@ -246,7 +246,7 @@ def test_downloads_reproduce_the_run(app: Explorer) -> None:
             output_step_d=data["output_step_d"],
             overrides=data["overrides"],
         )
-        _same(again, app.whatif)
+        _same(again, app.state.whatif)
     finally:
         app.parameters["cyp26_expr"].value = 5.0
 
@@ -274,10 +274,10 @@ def test_ra_model_run_reproduces_the_downloaded_scenario(app: Explorer, tmp_path
     app.dose_mg.value = 10.0
     try:
         scenario = tmp_path / "whatif_cyp26.toml"
-        scenario.write_text(app.scenario_toml(), encoding="utf-8")
+        scenario.write_text(app.state.scenario_toml(), encoding="utf-8")
         assert main(["run", str(scenario), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
         ran = pd.read_csv(tmp_path / "out" / "results.csv").drop(columns="run")
-        shown = pd.read_csv(io.StringIO(app.csv_text()))
+        shown = pd.read_csv(io.StringIO(app.state.csv_text()))
         pd.testing.assert_frame_equal(ran, shown)
         assert shown[C.DOSES_GIVEN].iloc[-1] == 360
     finally:
@@ -300,15 +300,15 @@ def test_a_failed_run_shows_a_message_and_the_app_stays_usable() -> None:
     app.parameters["cyp26_expr"].value = 9.5
     assert app.alert.visible
     assert "The simulation failed" in app.alert.object and "CV_CONV_FAILURE" in app.alert.object
-    assert app.whatif is None and app.csv_text() == ""
+    assert app.state.whatif is None and app.state.csv_text() == ""
     assert "No result" in app.summary.object
-    assert len(app.whatif_source.data[C.TIME_D]) == 0
+    assert len(app.figures.whatif_source.data[C.TIME_D]) == 0
     app.parameters["cyp26_expr"].value = 8.5  # an unexpected exception is also shown, not raised
     assert app.alert.visible and "ZeroDivisionError" in app.alert.object
     app.parameters["cyp26_expr"].value = 5.0
-    assert not app.alert.visible and app.error == ""
+    assert not app.alert.visible and app.state.error == ""
     assert app.summary.object == good_summary
-    assert len(app.whatif_source.data[C.TIME_D]) == 366
+    assert len(app.figures.whatif_source.data[C.TIME_D]) == 366
 
 
 # --------------------------------------------------------------------------- server and CLI
@@ -348,7 +348,7 @@ def test_cli_options() -> None:
 def test_cli_opens_the_browser_unless_told_not_to(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import ra_model.app.explorer as explore
+    import ra_model.app.server as explore
     import ra_model.cli.explore as cli_explore
 
     calls: list[dict[str, object]] = []

@@ -14,7 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ra_model.app.explorer import LOG_AXIS_FLOOR, Explorer, RunningServer, serve, summarise
+from ra_model.app.explorer import Explorer
+from ra_model.app.figures import LOG_AXIS_FLOOR
+from ra_model.app.server import RunningServer, serve
+from ra_model.app.state import summarise
 from ra_model.engines.simulate import simulate
 from ra_model.model import columns as C
 from ra_model.model.source import read_parameter_table
@@ -141,7 +144,7 @@ def test_change_phenotype_and_slider_in_chromium(
                 page.locator(".ra-toml button").click()
             downloaded = Path(info.value.path()).read_text(encoding="utf-8")
             assert apps, "no session was created"
-            assert downloaded == apps[-1].scenario_toml()
+            assert downloaded == apps[-1].state.scenario_toml()
             assert 'phenotype = "healthy"' in downloaded and "cyp26_expr = 10.0" in downloaded
 
             shot = tmp_path / "explore.png"

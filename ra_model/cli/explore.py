@@ -10,7 +10,7 @@ from ra_model.errors import InvalidValueError
 
 
 def _cmd_explore(args: argparse.Namespace) -> int:
-    from ra_model.app.explorer import serve
+    from ra_model.app.server import serve
 
     if not 0 <= args.port <= 65535:
         raise InvalidValueError(f"--port {args.port}: use 0 (any free port) or a port number up to 65535")

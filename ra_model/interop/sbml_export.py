@@ -184,7 +184,7 @@ def _apply_scenario(
     return (
         f"Scenario: phenotype {preset.name!r}, regimen {regimen_text!r}"
         + (f", overrides {overrides}" if overrides else "")
-        + ". Initial amounts are this phenotype's untreated steady state (as ra_model.engines.simulate uses); "
+        + ". Initial amounts are this phenotype's untreated steady state (as ra_model.simulate uses); "
         "the regimen is carried by the dose event E_dose"
         + (" (the dose at t = 0 is in the initial amount of Gut_iso)." if regimen is not None else ".")
     )
