@@ -19,14 +19,16 @@ from ra_model.app.explorer import Explorer
 from ra_model.app.server import serve
 from ra_model.app.state import (
     BASELINE_SAME_REGIMEN,
+    DOSE_PER_KG_DAY,
     KEY_PARAMETERS,
+    ExplorerState,
     Scenario,
     summarise,
     summary_facts,
 )
 from ra_model.cli import build_parser
 from ra_model.engines.simulate import simulate
-from ra_model.errors import InvalidValueError, SimulationFailedError
+from ra_model.errors import InvalidValueError, SimulationFailedError, UnknownNameError
 from ra_model.model import columns as C
 from ra_model.model.source import read_parameter_table
 
@@ -231,7 +233,9 @@ def test_downloads_reproduce_the_run(app: Explorer) -> None:
         csv = pd.read_csv(io.StringIO(app.state.csv_text()))
         assert list(csv.columns) == list(app.state.whatif.columns)
         np.testing.assert_allclose(
-            csv[C.EJACULATE_CONCENTRATION].to_numpy(), app.state.whatif[C.EJACULATE_CONCENTRATION].to_numpy(), rtol=1e-12
+            csv[C.EJACULATE_CONCENTRATION].to_numpy(),
+            app.state.whatif[C.EJACULATE_CONCENTRATION].to_numpy(),
+            rtol=1e-12,
         )
         data = tomllib.loads(app.state.scenario_toml())
         assert set(data) == {"description", "phenotype", "regimens", "t_end_d", "output_step_d", "overrides"}
@@ -309,6 +313,115 @@ def test_a_failed_run_shows_a_message_and_the_app_stays_usable() -> None:
     assert not app.alert.visible and app.state.error == ""
     assert app.summary.object == good_summary
     assert len(app.figures.whatif_source.data[C.TIME_D]) == 366
+
+
+# --------------------------------------------------------------------------- the state object (no widgets)
+def test_state_module_loads_without_panel_bokeh_or_param() -> None:
+    code = (
+        "import sys, ra_model.app.state; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('panel', 'bokeh', 'param')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def _recording(calls: list[tuple[str, str | None, Mapping[str, float] | None]]):  # type: ignore[no-untyped-def]
+    def run(phenotype: str, regimen: str | None, *, overrides: Mapping[str, float] | None, **kw: float):  # type: ignore[no-untyped-def]
+        calls.append((phenotype, regimen, overrides))
+        return simulate(phenotype, regimen, overrides=overrides, **kw)
+
+    return run
+
+
+def test_state_scenario_follows_its_controls_and_nothing_runs_before_refresh() -> None:
+    calls: list[tuple[str, str | None, Mapping[str, float] | None]] = []
+    text = "10 mg od for 90 d from day 14, fed"
+    state = ExplorerState(simulate_fn=_recording(calls), phenotype="maturation_arrest", regimen=text, t_end_d=180.0)
+    assert calls == [] and state.whatif is None and state.baseline is None
+    assert [state.parameters[p] for p in ("stra6_expr", "aldh1a_expr", "cyp26_expr")] == [0.3, 0.15, 5.0]
+    assert state.overrides() == {}
+    state.parameters["cyp26_expr"] = 10.0
+    whatif = state.scenario()
+    assert (whatif.phenotype, whatif.regimen, dict(whatif.overrides)) == (
+        "maturation_arrest",
+        text,
+        {"cyp26_expr": 10.0},
+    )
+    assert (whatif.t_end_d, whatif.output_step_d) == (180.0, 1.0)
+    data = tomllib.loads(state.scenario_toml())
+    assert (data["phenotype"], data["regimens"], data["overrides"]) == (
+        "maturation_arrest",
+        [text],
+        {"cyp26_expr": 10.0},
+    )
+    assert (data["t_end_d"], data["output_step_d"]) == (180.0, 1.0)
+    state.dose_basis = DOSE_PER_KG_DAY
+    state.dose_mg_per_kg_day = 0.5
+    state.body_weight_kg = 80.0
+    assert str(state.regimen()) == "0.5 mg/kg/day od for 90 d from day 14, 80 kg, fed"
+    state.drug = False
+    assert state.regimen() is None and state.scenario().regimen is None
+    state.select_phenotype("healthy")  # the sliders go to the preset's values: no overrides left
+    assert state.phenotype == "healthy" and state.overrides() == {}
+    assert state.parameters == {pid: read_parameter_table()[pid].value for pid in KEY_PARAMETERS}
+    assert calls == []
+
+
+def test_state_rejects_what_the_page_does_not_offer() -> None:
+    with pytest.raises(UnknownNameError, match="maturation_arrest"):
+        ExplorerState(phenotype="maturation_arest")
+    with pytest.raises(InvalidValueError, match="offers"):
+        ExplorerState(t_end_d=100.0)
+    with pytest.raises(InvalidValueError, match="od or bid"):
+        ExplorerState(regimen="20 mg every 8 h for 10 d")
+    with pytest.raises(UnknownNameError, match="healthy"):
+        ExplorerState().select_phenotype("helthy")
+
+
+def test_state_baseline_is_the_phenotype_untreated_or_on_the_same_regimen() -> None:
+    state = ExplorerState()
+    state.parameters["stra6_expr"] = 1.0
+    whatif = state.scenario()
+    assert (whatif.regimen, dict(whatif.overrides)) == (REGIMEN, {"stra6_expr": 1.0})
+    untreated = state.baseline_scenario(whatif)
+    assert (untreated.phenotype, untreated.regimen, dict(untreated.overrides)) == ("maturation_arrest", None, {})
+    assert (untreated.t_end_d, untreated.output_step_d) == (whatif.t_end_d, whatif.output_step_d)
+    state.baseline_choice = BASELINE_SAME_REGIMEN
+    same = state.baseline_scenario(whatif)
+    assert (same.phenotype, same.regimen, dict(same.overrides)) == ("maturation_arrest", REGIMEN, {})
+    assert (same.t_end_d, same.output_step_d) == (whatif.t_end_d, whatif.output_step_d)
+
+
+def test_state_runs_both_scenarios_once_and_summarises_them() -> None:
+    calls: list[tuple[str, str | None, Mapping[str, float] | None]] = []
+    state = ExplorerState(simulate_fn=_recording(calls))
+    assert state.refresh() and state.error == ""
+    expected = simulate("maturation_arrest", REGIMEN, t_end_d=365.0)
+    untreated = simulate("maturation_arrest", None, t_end_d=365.0)
+    assert state.whatif is not None and state.baseline is not None
+    assert list(state.whatif.columns) == list(expected.columns)
+    _same(state.whatif, expected)
+    _same(state.baseline, untreated)
+    assert state.scenarios == (state.scenario(), state.baseline_scenario(state.scenario()))
+    assert summarise(expected) in state.summary_text() and summarise(untreated) in state.summary_text()
+    assert calls == [("maturation_arrest", REGIMEN, None), ("maturation_arrest", None, None)]
+    assert state.refresh() and state.run(state.scenario()) is state.whatif
+    assert len(calls) == 2  # both served from the cache
+    assert list(pd.read_csv(io.StringIO(state.csv_text())).columns) == list(expected.columns)
+
+
+def test_state_keeps_the_reason_a_run_failed() -> None:
+    state = ExplorerState(simulate_fn=_failing_simulate)
+    state.parameters["cyp26_expr"] = 9.5
+    assert not state.refresh()
+    assert state.error.startswith("The simulation failed: ") and "CV_CONV_FAILURE" in state.error
+    assert state.whatif is None and state.csv_text() == "" and state.summary_text() == ""
+    state.parameters["cyp26_expr"] = 8.5
+    assert not state.refresh() and state.error == "Unexpected error (ZeroDivisionError): a bug"
+    state.parameters["cyp26_expr"] = 5.0
+    state.duration_d = 0.0
+    assert not state.refresh() and state.error.startswith("These settings do not work: ")
+    assert "duration_d" in state.error
 
 
 # --------------------------------------------------------------------------- server and CLI

@@ -1,0 +1,609 @@
+"""The what-if explorer's state and runs: the scenario the controls describe, its runs and their summary.
+
+Nothing here imports Panel, param or Bokeh, so the explorer's logic runs and is tested without a
+browser: :class:`ExplorerState` holds the control values (phenotype, regimen fields, the key
+parameters), turns them into a what-if :class:`Scenario` and its baseline, runs both through
+:func:`ra_model.engines.simulate.simulate` (cached, one run at a time), and gives the summary, the
+error text and the downloads. :func:`summarise` turns any results table into the summary sentence
+and is a pure function.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import tomli_w
+
+from ra_model.engines.simulate import default_engine, simulate
+from ra_model.errors import InvalidValueError, RAModelError, SimulationFailedError, UnknownNameError
+from ra_model.model import columns as C
+from ra_model.model.phenotypes import Phenotype, load_phenotypes
+from ra_model.model.regimen import Regimen
+from ra_model.model.source import read_parameter_table
+
+log = logging.getLogger(__name__)
+
+#: Default simulated time, days: one year covers a 6-month course and the months after it, and one
+#: run with 360 doses takes about 0.3-0.4 s, so a change redraws within about a second.
+DEFAULT_T_END_D = 365.0
+#: Horizons offered in the page, days (longer ones take proportionally longer per change).
+HORIZONS_D: tuple[float, ...] = (180.0, 365.0, 730.0)
+#: Spacing of output rows, days.
+OUTPUT_STEP_D = 1.0
+#: The parameters with a slider, in page order (ids in models/parameters.csv).
+KEY_PARAMETERS: tuple[str, ...] = ("stra6_expr", "aldh1a_expr", "cyp26_expr", "testis_penetration", "stem_niche")
+#: Slider labels of the key parameters.
+PARAMETER_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        "stra6_expr": "STRA6 expression (× healthy)",
+        "aldh1a_expr": "ALDH1A expression (× healthy)",
+        "cyp26_expr": "CYP26 expression (× healthy)",
+        "testis_penetration": "Testis penetration of isotretinoin (×)",
+        "stem_niche": "Stem-cell pool size (million cells)",
+    }
+)
+#: Labels of the numeric regimen controls, by :class:`ExplorerState` attribute.
+CONTROL_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        "dose_mg": "Dose (mg per dose)",
+        "dose_mg_per_kg_day": "Dose (mg/kg/day)",
+        "body_weight_kg": "Body weight (kg)",
+        "start_d": "Start (day)",
+        "duration_d": "Duration (days)",
+    }
+)
+#: Bounds of the regimen controls: (lower, upper, step). Chosen to cover clinical use of
+#: isotretinoin (10-80 mg/day, 0.1-2 mg/kg/day, courses of weeks to a year) with margin.
+DOSE_MG_RANGE = (1.0, 100.0, 1.0)
+DOSE_MG_PER_KG_DAY_RANGE = (0.05, 2.0, 0.05)
+BODY_WEIGHT_KG_RANGE = (30.0, 200.0, 1.0)
+START_D_RANGE = (0.0, 365.0, 1.0)
+DURATION_D_RANGE = (1.0, 365.0, 1.0)
+#: Dose bases offered: a fixed amount per administration, or a daily amount per kg body weight.
+DOSE_PER_ADMINISTRATION = "mg per dose"
+DOSE_PER_KG_DAY = "mg/kg/day"
+DOSE_BASES: tuple[str, ...] = (DOSE_PER_ADMINISTRATION, DOSE_PER_KG_DAY)
+#: Dosing frequencies offered: label -> interval in hours.
+FREQUENCIES_H: Mapping[str, float] = MappingProxyType({"once daily (od)": 24.0, "twice daily (bid)": 12.0})
+#: Baseline choices: label -> whether the baseline keeps the what-if regimen.
+BASELINE_UNTREATED = "untreated (same phenotype, no drug)"
+BASELINE_SAME_REGIMEN = "phenotype defaults, same regimen"
+BASELINES: tuple[str, ...] = (BASELINE_UNTREATED, BASELINE_SAME_REGIMEN)
+#: How many runs one session keeps (least recently used dropped first).
+CACHE_SIZE = 32
+
+# The shared default engine is not thread-safe; sessions and callers in other threads take turns.
+_SIMULATE_LOCK = threading.Lock()
+
+
+class SimulateFn(Protocol):
+    """The signature of :func:`ra_model.simulate.simulate` that the explorer uses."""
+
+    def __call__(
+        self,
+        phenotype: str,
+        regimen: str | None,
+        *,
+        t_end_d: float,
+        overrides: Mapping[str, float] | None,
+        output_step_d: float,
+    ) -> pd.DataFrame:
+        """Run one scenario into a results table."""
+        ...
+
+
+def default_simulate(
+    phenotype: str,
+    regimen: str | None,
+    *,
+    t_end_d: float,
+    overrides: Mapping[str, float] | None,
+    output_step_d: float,
+) -> pd.DataFrame:
+    """Run one scenario with :func:`ra_model.engines.simulate.simulate` (the default :class:`SimulateFn`)."""
+    return simulate(phenotype, regimen, t_end_d=t_end_d, overrides=overrides, output_step_d=output_step_d)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scenario:
+    """One run of the explorer: exactly what ``ra-model run`` needs to reproduce it.
+
+    Attributes:
+        phenotype: Preset name.
+        regimen: Canonical regimen text (``str(Regimen)``), or None for no drug.
+        overrides: Parameter values by id that differ from the phenotype's own.
+        t_end_d: Simulated time, days.
+        output_step_d: Spacing of output rows, days.
+        description: One line for the scenario file.
+    """
+
+    phenotype: str
+    regimen: str | None
+    overrides: Mapping[str, float] = field(default_factory=dict)
+    t_end_d: float = DEFAULT_T_END_D
+    output_step_d: float = OUTPUT_STEP_D
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        """Freeze the overrides, check numbers, and put the regimen text in canonical form."""
+        for name, value in self.overrides.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise InvalidValueError(f"override {name} = {value!r} is not a finite number")
+        object.__setattr__(
+            self, "overrides", MappingProxyType({k: float(v) for k, v in sorted(self.overrides.items())})
+        )
+        if self.regimen is not None:
+            object.__setattr__(self, "regimen", str(Regimen.parse(self.regimen)))
+        for name in ("t_end_d", "output_step_d"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value > 0)
+            ):
+                raise InvalidValueError(f"Scenario.{name} = {value!r}; use a finite number of days > 0")
+
+    def key(self) -> tuple[object, ...]:
+        """Return a hashable key of everything that changes the results (not the description)."""
+        return (self.phenotype, self.regimen, tuple(self.overrides.items()), self.t_end_d, self.output_step_d)
+
+    def to_toml(self) -> str:
+        """Return the scenario in the simplest scenario-file form (see the README, ``ra-model run``).
+
+        Returns:
+            TOML text with ``description``, ``phenotype``, ``regimens`` (one entry; ``"none"`` for no
+            drug), ``t_end_d``, ``output_step_d`` and, if any, an ``[overrides]`` table.
+        """
+        data: dict[str, Any] = {
+            "description": self.description,
+            "phenotype": self.phenotype,
+            "regimens": [self.regimen if self.regimen is not None else "none"],
+            "t_end_d": float(self.t_end_d),
+            "output_step_d": float(self.output_step_d),
+        }
+        if self.overrides:
+            data["overrides"] = dict(self.overrides)
+        return tomli_w.dumps(data)
+
+    def label(self) -> str:
+        """Return a short human-readable label: phenotype, regimen and overrides."""
+        parts = [self.phenotype.replace("_", " "), self.regimen or "no drug"]
+        parts += [f"{k} = {v:g}" for k, v in self.overrides.items()]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Summary:
+    """The facts behind the plain-language summary of one run.
+
+    Attributes:
+        t_end_d: Last output time, days.
+        first_motile_d: First output time with motile sperm at or above the detection limit, or None.
+        peak_M_per_mL: Highest ejaculate sperm concentration, million/mL.
+        peak_d: Time of that peak, days.
+        last_dose_d: Time of the last dose, days, or None without drug.
+        azoospermic_again_d: First output time after which motile sperm stay below the detection
+            limit to the end of the run (only when they were present at some time), or None.
+    """
+
+    t_end_d: float
+    first_motile_d: float | None
+    peak_M_per_mL: float
+    peak_d: float
+    last_dose_d: float | None
+    azoospermic_again_d: float | None
+
+
+def summary_facts(table: pd.DataFrame) -> Summary:
+    """Extract the summary facts from a results table.
+
+    Args:
+        table: A ``simulate()`` table (columns ``time_d``, ``motile_sperm_present``,
+            ``ejaculate_concentration_M_per_mL``; ``attrs["dose_times_d"]`` for the doses).
+
+    Returns:
+        The facts; see :class:`Summary`.
+
+    Raises:
+        InvalidValueError: If the table has no rows or lacks one of the columns.
+    """
+    missing = [c for c in (C.TIME_D, C.MOTILE_SPERM_PRESENT, C.EJACULATE_CONCENTRATION) if c not in table.columns]
+    if missing or table.empty:
+        raise InvalidValueError(
+            f"cannot summarise a results table with {len(table)} rows and missing columns {missing}; "
+            "pass the table returned by ra_model.simulate.simulate"
+        )
+    times = table[C.TIME_D].to_numpy(dtype=float)
+    present = table[C.MOTILE_SPERM_PRESENT].to_numpy(dtype=bool)
+    concentration = table[C.EJACULATE_CONCENTRATION].to_numpy(dtype=float)
+    doses = list(table.attrs.get("dose_times_d") or [])
+    peak_index = int(np.argmax(concentration))
+    first = float(times[present.argmax()]) if present.any() else None
+    again = None
+    if present.any():
+        last_present = int(np.flatnonzero(present)[-1])
+        if last_present + 1 < len(times):
+            again = float(times[last_present + 1])
+    return Summary(
+        t_end_d=float(times[-1]),
+        first_motile_d=first,
+        peak_M_per_mL=float(concentration[peak_index]),
+        peak_d=float(times[peak_index]),
+        last_dose_d=float(max(doses)) if doses else None,
+        azoospermic_again_d=again,
+    )
+
+
+def summarise(table: pd.DataFrame) -> str:
+    """Say in one plain sentence what a run shows about sperm in the ejaculate.
+
+    "Motile sperm" means motile sperm at or above the model's detection limit (the
+    ``motile_sperm_present`` column); "azoospermia" means below it. Times are output times, so
+    they are exact to the table's output step.
+
+    Args:
+        table: A ``simulate()`` table (see :func:`summary_facts`).
+
+    Returns:
+        E.g. ``"Motile sperm first appear on day 38; peak 62 million sperm/mL in the ejaculate on
+        day 108; back to azoospermia 141.5 days after stopping (day 321; last dose day 179.5)."``
+
+    Raises:
+        InvalidValueError: If the table lacks the columns needed.
+    """
+    s = summary_facts(table)
+    peak = f"peak {s.peak_M_per_mL:.3g} million sperm/mL in the ejaculate on day {s.peak_d:g}"
+    if s.first_motile_d is None:
+        return f"No motile sperm at any time in the {s.t_end_d:g} days simulated; {peak}."
+    if s.first_motile_d == float(table[C.TIME_D].iloc[0]):
+        opening = f"Motile sperm are present from the start (day {s.first_motile_d:g})"
+    else:
+        opening = f"Motile sperm first appear on day {s.first_motile_d:g}"
+    if s.last_dose_d is None:
+        ending = ""
+        if s.azoospermic_again_d is not None:
+            ending = f"; back to azoospermia on day {s.azoospermic_again_d:g}"
+        return f"{opening}; {peak}{ending}."
+    stop = s.last_dose_d
+    if stop >= s.t_end_d:
+        return f"{opening}; {peak}; the treatment lasts to the end of the run (day {s.t_end_d:g})."
+    if s.azoospermic_again_d is None:
+        ending = (
+            f"still present at the end of the run, {s.t_end_d - stop:g} days after stopping (last dose day {stop:g})"
+        )
+    elif s.azoospermic_again_d > stop:
+        ending = (
+            f"back to azoospermia {s.azoospermic_again_d - stop:g} days after stopping "
+            f"(day {s.azoospermic_again_d:g}; last dose day {stop:g})"
+        )
+    else:
+        ending = f"back to azoospermia on day {s.azoospermic_again_d:g}, before the last dose (day {stop:g})"
+    return f"{opening}; {peak}; {ending}."
+
+
+@dataclass(frozen=True)
+class ParameterRange:
+    """A key parameter's row of the parameter table, as its slider shows it.
+
+    Attributes:
+        id: Parameter id (models/parameters.csv).
+        lower: Lower end of the plausible range.
+        upper: Upper end of the plausible range.
+        unit: Unit of the value.
+        description: What the parameter is.
+        source: Where its value comes from.
+    """
+
+    id: str
+    lower: float
+    upper: float
+    unit: str
+    description: str
+    source: str
+
+    def __post_init__(self) -> None:
+        """Check that the range is finite and not reversed."""
+        if not (math.isfinite(self.lower) and math.isfinite(self.upper) and self.lower <= self.upper):
+            raise InvalidValueError(
+                f"parameter {self.id}: range {self.lower!r} to {self.upper!r} is not a finite range with lower <= upper"
+            )
+
+
+def parameter_ranges() -> dict[str, ParameterRange]:
+    """Return the key parameters' plausible ranges from models/parameters.csv, in page order."""
+    table = read_parameter_table()
+    out = {}
+    for pid in KEY_PARAMETERS:
+        row = table[pid]
+        out[pid] = ParameterRange(
+            id=pid,
+            lower=float(row.lower),
+            upper=float(row.upper),
+            unit=str(row.unit),
+            description=str(row.description),
+            source=str(row.source),
+        )
+    return out
+
+
+def _number(value: float | None, label: str) -> float:
+    """Return a control's value as a float; None (a cleared slider) is an error."""
+    if value is None:
+        raise InvalidValueError(f"{label!r} has no value; move the slider to set one")
+    return float(value)
+
+
+class ExplorerState:
+    """The state of one explorer session: the control values, the runs they ask for, and their results.
+
+    The control values are plain attributes that the page (or a caller) sets; :meth:`scenario` and
+    :meth:`baseline_scenario` read them, and :meth:`refresh` runs both scenarios. Results are
+    cached per scenario, so going back to earlier settings is instant.
+
+    Attributes:
+        phenotype: Selected preset; change it with :meth:`select_phenotype`.
+        drug: Whether isotretinoin is given.
+        dose_basis: One of :data:`DOSE_BASES`.
+        dose_mg: Amount per administration, mg (with :data:`DOSE_PER_ADMINISTRATION`).
+        dose_mg_per_kg_day: Daily dose per kg, mg/kg/day (with :data:`DOSE_PER_KG_DAY`).
+        body_weight_kg: Body weight, kg (with :data:`DOSE_PER_KG_DAY`).
+        frequency: One of the labels of :data:`FREQUENCIES_H`.
+        start_d: Day of the first dose.
+        duration_d: Length of the course, days.
+        fed: Whether doses are taken with food.
+        t_end_d: Simulated time, days; one of :data:`HORIZONS_D`.
+        baseline_choice: One of :data:`BASELINES`.
+        parameters: Values of the key parameters by id (the sliders).
+        phenotypes: The presets by name.
+        ranges: The key parameters' plausible ranges by id.
+        whatif: The last successful what-if run, or None (none yet, or the last refresh failed).
+        baseline: The last successful baseline run, or None.
+        scenarios: The (what-if, baseline) scenarios of the last successful refresh, or None.
+        error: Why the last refresh failed, or ``""``.
+
+    Args:
+        simulate_fn: Runs one scenario; defaults to :func:`ra_model.simulate.simulate` (tests inject
+            a failing one to check the error text).
+        phenotype: Preset selected first.
+        regimen: Regimen the controls describe first (od or bid dosing).
+        t_end_d: Horizon selected first; one of :data:`HORIZONS_D`.
+
+    Raises:
+        UnknownNameError: If ``phenotype`` is not a preset.
+        InvalidValueError: If ``t_end_d`` is not offered or ``regimen`` is neither od nor bid.
+        RegimenParseError: If ``regimen`` cannot be read.
+    """
+
+    def __init__(
+        self,
+        *,
+        simulate_fn: SimulateFn = default_simulate,
+        phenotype: str = "maturation_arrest",
+        regimen: str = "20 mg bid for 180 d",
+        t_end_d: float = DEFAULT_T_END_D,
+    ) -> None:
+        """Set the controls from the starting phenotype, regimen and horizon (runs nothing yet)."""
+        self._simulate = simulate_fn
+        self._cache: OrderedDict[tuple[object, ...], pd.DataFrame] = OrderedDict()
+        self.phenotypes: dict[str, Phenotype] = load_phenotypes()
+        self.ranges: dict[str, ParameterRange] = parameter_ranges()
+        self._defaults = default_engine().defaults
+        if phenotype not in self.phenotypes:
+            raise UnknownNameError("phenotype", phenotype, self.phenotypes)
+        if t_end_d not in HORIZONS_D:
+            raise InvalidValueError(f"t_end_d = {t_end_d!r}; the explorer offers {list(HORIZONS_D)} days")
+        start = Regimen.parse(regimen)
+        frequency = next((k for k, v in FREQUENCIES_H.items() if v == start.interval_h), None)
+        if frequency is None:
+            raise InvalidValueError(
+                f"regimen {regimen!r}: the explorer offers od or bid dosing, not every {start.interval_h:g} h"
+            )
+        self.phenotype = phenotype
+        self.drug = True
+        self.dose_basis = DOSE_PER_ADMINISTRATION
+        self.dose_mg = start.dose_mg if start.dose_mg is not None else 20.0
+        self.dose_mg_per_kg_day = start.dose_mg_per_kg_day if start.dose_mg_per_kg_day is not None else 0.5
+        self.body_weight_kg = start.body_weight_kg if start.body_weight_kg is not None else 70.0
+        self.frequency = frequency
+        self.start_d = start.start_d
+        self.duration_d = start.duration_d if start.duration_d is not None else 180.0
+        self.fed = start.fed
+        self.t_end_d = float(t_end_d)
+        self.baseline_choice = BASELINE_UNTREATED
+        self.parameters: dict[str, float] = self.phenotype_values()
+        self.whatif: pd.DataFrame | None = None
+        self.baseline: pd.DataFrame | None = None
+        self.scenarios: tuple[Scenario, Scenario] | None = None
+        self.error = ""
+
+    # ----------------------------------------------------------------- phenotype
+    def phenotype_values(self) -> dict[str, float]:
+        """Return the selected phenotype's values of the key parameters."""
+        resolved = self.phenotypes[self.phenotype].resolve(self._defaults)
+        return {pid: float(resolved.get(pid, self._defaults[pid])) for pid in KEY_PARAMETERS}
+
+    def select_phenotype(self, name: str) -> dict[str, float]:
+        """Select a preset and set the key parameters to its values.
+
+        Args:
+            name: Preset name.
+
+        Returns:
+            The preset's values of the key parameters (now also :attr:`parameters`).
+
+        Raises:
+            UnknownNameError: If ``name`` is not a preset.
+        """
+        if name not in self.phenotypes:
+            raise UnknownNameError("phenotype", name, self.phenotypes)
+        self.phenotype = name
+        self.parameters = self.phenotype_values()
+        return dict(self.parameters)
+
+    def phenotype_note(self) -> str:
+        """Return the selected preset's description, and say which sliders reach outside the table's range."""
+        notes = [self.phenotypes[self.phenotype].description]
+        values = self.phenotype_values()
+        for pid, rng in self.ranges.items():
+            if not rng.lower <= values[pid] <= rng.upper:
+                notes.append(
+                    f"The slider of {pid} also reaches this preset's own value {values[pid]:.4g}, outside the "
+                    f"parameter table's range {rng.lower:g} to {rng.upper:g}."
+                )
+        return " ".join(notes)
+
+    # ----------------------------------------------------------------- scenarios
+    def regimen(self) -> Regimen | None:
+        """Return the regimen the regimen controls describe, or None when no drug is given.
+
+        Raises:
+            InvalidValueError: If the controls describe an invalid regimen.
+        """
+        if not self.drug:
+            return None
+        if self.frequency not in FREQUENCIES_H:
+            raise InvalidValueError(f"frequency {self.frequency!r}: use one of {list(FREQUENCIES_H)}")
+        if self.dose_basis not in DOSE_BASES:
+            raise InvalidValueError(f"dose basis {self.dose_basis!r}: use one of {list(DOSE_BASES)}")
+        common: dict[str, Any] = {
+            "interval_h": FREQUENCIES_H[self.frequency],
+            "start_d": _number(self.start_d, CONTROL_LABELS["start_d"]),
+            "duration_d": _number(self.duration_d, CONTROL_LABELS["duration_d"]),
+            "fed": bool(self.fed),
+        }
+        if self.dose_basis == DOSE_PER_KG_DAY:
+            return Regimen(
+                dose_mg_per_kg_day=_number(self.dose_mg_per_kg_day, CONTROL_LABELS["dose_mg_per_kg_day"]),
+                body_weight_kg=_number(self.body_weight_kg, CONTROL_LABELS["body_weight_kg"]),
+                **common,
+            )
+        return Regimen(dose_mg=_number(self.dose_mg, CONTROL_LABELS["dose_mg"]), **common)
+
+    def overrides(self) -> dict[str, float]:
+        """Return the key parameter values that differ from the selected phenotype's own values.
+
+        Raises:
+            InvalidValueError: If a key parameter has no value.
+        """
+        preset = self.phenotype_values()
+        values = {pid: _number(v, PARAMETER_LABELS[pid]) for pid, v in self.parameters.items()}
+        return {pid: v for pid, v in values.items() if v != preset[pid]}
+
+    def scenario(self) -> Scenario:
+        """Return the what-if scenario the controls describe.
+
+        Raises:
+            InvalidValueError: If the regimen controls describe an invalid regimen.
+        """
+        regimen = self.regimen()
+        overrides = self.overrides()
+        text = str(regimen) if regimen else None
+        what = ", ".join(f"{k} = {v:g}" for k, v in overrides.items()) or "no parameter changes"
+        description = (
+            f"What-if explorer: {self.phenotype} with {text or 'no drug'}; {what} "
+            f"(relative to the preset's own values)."
+        )
+        return Scenario(
+            phenotype=self.phenotype,
+            regimen=text,
+            overrides=overrides,
+            t_end_d=float(self.t_end_d),
+            output_step_d=OUTPUT_STEP_D,
+            description=description,
+        )
+
+    def baseline_scenario(self, whatif: Scenario) -> Scenario:
+        """Return the baseline for a what-if scenario: same phenotype defaults, untreated or same regimen."""
+        regimen = whatif.regimen if self.baseline_choice == BASELINE_SAME_REGIMEN else None
+        return Scenario(
+            phenotype=whatif.phenotype,
+            regimen=regimen,
+            t_end_d=whatif.t_end_d,
+            output_step_d=whatif.output_step_d,
+            description=f"Baseline: {whatif.phenotype} defaults, {regimen or 'no drug'}.",
+        )
+
+    # ----------------------------------------------------------------- running
+    def run(self, scenario: Scenario) -> pd.DataFrame:
+        """Return the results table of a scenario, from the cache when it was run before.
+
+        Raises:
+            RAModelError: Whatever ``simulate_fn`` raises for bad input or a solver failure.
+        """
+        key = scenario.key()
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        with _SIMULATE_LOCK:
+            table = self._simulate(
+                scenario.phenotype,
+                scenario.regimen,
+                t_end_d=scenario.t_end_d,
+                overrides=dict(scenario.overrides) or None,
+                output_step_d=scenario.output_step_d,
+            )
+        self._cache[key] = table
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return table
+
+    def refresh(self) -> bool:
+        """Run the what-if and baseline scenarios the controls describe; on failure keep the reason.
+
+        Any error is caught, so a caller driven by a page stays usable: a model error (bad settings,
+        a solver failure) and an unexpected one (logged in full) both end up in :attr:`error`.
+
+        Returns:
+            True when both runs succeeded (:attr:`whatif`, :attr:`baseline` and :attr:`scenarios`
+            hold them); False when one failed (:attr:`error` says why and :attr:`whatif` is None).
+        """
+        try:
+            whatif = self.scenario()
+            base = self.baseline_scenario(whatif)
+            table = self.run(whatif)
+            baseline = self.run(base)
+        except RAModelError as exc:
+            kind = "The simulation failed" if isinstance(exc, SimulationFailedError) else "These settings do not work"
+            self._fail(f"{kind}: {exc}")
+            return False
+        except Exception as exc:  # a bug must not take the page down; it is logged in full
+            log.exception("explorer update failed")
+            self._fail(f"Unexpected error ({type(exc).__name__}): {exc}")
+            return False
+        self.whatif, self.baseline = table, baseline
+        self.scenarios = (whatif, base)
+        self.error = ""
+        return True
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self.whatif = None
+        log.warning("explorer: %s", message)
+
+    def summary_text(self) -> str:
+        """Return the summary of the last successful refresh as Markdown (what-if, then baseline), or ``""``."""
+        if self.whatif is None or self.baseline is None or self.scenarios is None:
+            return ""
+        whatif, base = self.scenarios
+        return (
+            f"**What-if** ({whatif.label()}): {summarise(self.whatif)}\n\n"
+            f"**Baseline** ({base.label()}): {summarise(self.baseline)}"
+        )
+
+    # ----------------------------------------------------------------- downloads
+    def csv_text(self) -> str:
+        """Return the what-if run as CSV text (empty when the last run failed)."""
+        return "" if self.whatif is None else self.whatif.to_csv(index=False)
+
+    def scenario_toml(self) -> str:
+        """Return the current what-if scenario as a scenario file for ``ra-model run``."""
+        return self.scenario().to_toml()
