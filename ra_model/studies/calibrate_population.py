@@ -29,7 +29,13 @@ from scipy import optimize
 from ra_model.errors import InvalidValueError, UnknownNameError
 from ra_model.model.source import model_dir
 from ra_model.studies import clinical
-from ra_model.studies.experiments import Experiment, _regimen_for, _sweep, experiments_dir, load_experiment
+from ra_model.studies.experiments import (
+    Experiment,
+    experiments_dir,
+    load_experiment,
+    regimen_for_weight,
+    sweep_visits,
+)
 from ra_model.studies.population import BODY_WEIGHT_KG, HISTOLOGY, POPULATION_FILE, Population, draw_patients
 
 log = logging.getLogger(__name__)
@@ -80,8 +86,8 @@ def simulate_rates(
         for h in experiment.histology_mix
     ]
     samples = pd.concat(frames, ignore_index=True)
-    samples["regimen"] = [_regimen_for(experiment.regimen, w) for w in samples[BODY_WEIGHT_KG]]
-    raw = _sweep(samples, experiment, t_end_d=experiment.t_end_d, work_dir=None, workers=workers, progress=False)
+    samples["regimen"] = [regimen_for_weight(experiment.regimen, w) for w in samples[BODY_WEIGHT_KG]]
+    raw = sweep_visits(samples, experiment, t_end_d=experiment.t_end_d, work_dir=None, workers=workers, progress=False)
     classified = clinical.classify(raw, experiment.response)
     rates: dict[str, float] = {}
     for h in experiment.histology_mix:

@@ -1,0 +1,269 @@
+"""Kind ``cohort``: virtual men from a histology mix, screened, enrolled, treated and read like the trial.
+
+Men are drawn by :mod:`ra_model.studies.population`, read at the trial's semen analyses by
+:mod:`ra_model.studies.clinical`, and their response rates (with confidence intervals) are set beside
+the published ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ra_model.errors import InvalidValueError
+from ra_model.studies import clinical
+from ra_model.studies.experiments.common import (
+    ExperimentResult,
+    apply_overrides,
+    failures,
+    inputs_record,
+    regimen_for_weight,
+    sweep_visits,
+)
+from ra_model.studies.experiments.spec import Experiment, Published, Reader
+from ra_model.studies.population import BODY_WEIGHT_KG, HISTOLOGY, PATIENT_INDEX, allocate, check_mix, draw_patients
+
+log = logging.getLogger(__name__)
+
+_PUBLISHED_KEYS = frozenset({"group", "responders", "n", "source", "cohort"})
+
+
+def _histology_mix(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
+    pop, out = r.population(data)
+    if ("histology_mix" in pop) == ("phenotype" in pop):
+        raise r.fail(
+            "population",
+            "give exactly one of histology_mix or phenotype",
+            "write histology_mix = {maturation_arrest = 1.0}",
+        )
+    if "phenotype" in pop:
+        mix = {r.phenotype("population.phenotype", pop["phenotype"]): 1.0}
+    else:
+        if not isinstance(pop["histology_mix"], dict):
+            raise r.fail(
+                "population.histology_mix", "is not a table", "write histology_mix = {maturation_arrest = 0.4, ...}"
+            )
+        for name in pop["histology_mix"]:
+            r.phenotype(f"population.histology_mix.{name}", name)
+        try:
+            mix = check_mix(pop["histology_mix"], where="histology mix")
+        except InvalidValueError as exc:
+            raise r.fail("population.histology_mix", str(exc), "make the shares add up to 1") from exc
+    out["histology_mix"] = MappingProxyType(mix)
+    return out
+
+
+def _published(r: Reader, data: Mapping[str, Any]) -> tuple[Published, ...]:
+    items = data.get("published", [])
+    if not isinstance(items, list):
+        raise r.fail("published", "is not a list of tables", "write [[published]] blocks")
+    out = []
+    for i, item in enumerate(items):
+        where = f"published[{i}]"
+        r.unknown(f"{where}.", set(item), _PUBLISHED_KEYS)
+        n = r.integer(f"{where}.n", item.get("n"))
+        k = r.integer(f"{where}.responders", item.get("responders"), minimum=0)
+        if k > n:
+            raise r.fail(f"{where}.responders", f"{k} responders out of {n}", "responders cannot exceed n")
+        out.append(
+            Published(
+                group=r.text(f"{where}.group", item.get("group", "overall")),
+                responders=k,
+                n=n,
+                source=r.text(f"{where}.source", item.get("source", "")),
+                cohort=item.get("cohort"),
+            )
+        )
+    return tuple(out)
+
+
+def read_cohort(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Read the keys of a ``cohort`` file (the common ones are read by the caller).
+
+    Args:
+        r: The file's reader.
+        data: The file's table, ``[reduced]`` applied.
+
+    Returns:
+        The :class:`~ra_model.studies.experiments.spec.Experiment` fields of the kind.
+    """
+    t_end = r.number("t_end_d", data.get("t_end_d", 365.0))
+    cohorts = data.get("cohorts")
+    if not isinstance(cohorts, dict) or not cohorts:
+        raise r.fail("cohorts", "is missing or empty", "write [cohorts] with e.g. trial = 30")
+    sizes = {name: r.integer(f"cohorts.{name}", n) for name, n in cohorts.items()}
+    if "regimen" not in data:
+        raise r.fail("regimen", "is missing", 'write regimen = "20 mg bid for 180 d"')
+    regimen = r.regimen("regimen", data["regimen"], weight=True)
+    if "sampling" not in data:
+        raise r.fail("sampling", "is missing", "write [sampling] with every_d = 30")
+    out = _histology_mix(r, data)
+    published = _published(r, data)
+    for p in published:
+        if p.group not in ("overall", *out["histology_mix"]):
+            raise r.fail(
+                "published.group", f"{p.group!r} is neither 'overall' nor a histology of the mix", "fix the group"
+            )
+    return out | dict(
+        t_end_d=t_end,
+        cohorts=MappingProxyType(sizes),
+        regimen=str(data["regimen"]).strip() if regimen else None,
+        visit_days=r.sampling(data["sampling"], t_end),
+        response=r.response(data.get("response", {})),
+        published=published,
+        seed=r.seed(data),
+        max_screen_factor=r.number("max_screen_factor", data.get("max_screen_factor", 20.0)),
+    )
+
+
+def enrol(
+    exp: Experiment, *, work_dir: Path | None = None, workers: int | None = None, progress: bool = True
+) -> pd.DataFrame:
+    """Screen virtual men of each histology until every cohort is filled, treating each candidate.
+
+    Candidates of one histology are drawn in index order; the first eligible ones (no motile sperm
+    at baseline, if the rule screens) are enrolled. A cohort of n men takes, per histology, the
+    first ``allocate(mix, n)`` enrolled men, so smaller cohorts are subsets of larger ones.
+
+    Returns:
+        One row per candidate: sweep inputs and visit readouts, the responder classification and
+        one boolean ``enrolled_<cohort>`` column per cohort.
+    """
+    population = exp.population()
+    n_max = max(exp.cohorts.values())
+    need = allocate(exp.histology_mix, n_max)
+    drawn = {h: (math.ceil(n * 1.25) + 2 if n else 0) for h, n in need.items()}
+    results: pd.DataFrame | None = None
+    while True:
+        frames = [
+            draw_patients(population, h, range(m), seed=exp.seed, overrides=exp.overrides)
+            for h, m in drawn.items()
+            if m
+        ]
+        samples = apply_overrides(pd.concat(frames, ignore_index=True), exp.overrides)
+        samples["regimen"] = [regimen_for_weight(exp.regimen, w) for w in samples[BODY_WEIGHT_KG]]
+        samples.attrs["seed"] = exp.seed
+        samples.attrs["design"] = f"experiment {exp.id}: histology mix {dict(exp.histology_mix)}"
+        raw = sweep_visits(samples, exp, t_end_d=exp.t_end_d, work_dir=work_dir, workers=workers, progress=progress)
+        results = clinical.classify(raw, exp.response, window_d=(0.0, exp.t_end_d))
+        short = {}
+        for h, n in need.items():
+            found = int(results.loc[results[HISTOLOGY] == h, clinical.ELIGIBLE].sum())
+            if found < n:
+                short[h] = (found, n)
+        if not short:
+            break
+        grow = False
+        for h, (found, n) in short.items():
+            limit = math.ceil(exp.max_screen_factor * n)
+            if drawn[h] >= limit:
+                log.warning("%s: only %d of %d men eligible after screening %d candidates", h, found, n, drawn[h])
+                continue
+            rate = max(found, 1) / drawn[h]
+            drawn[h] = min(limit, max(drawn[h] + 2, math.ceil((n / rate) * 1.1) + 2))
+            grow = True
+        if not grow:
+            break
+    assert results is not None
+    results = results.sort_values([HISTOLOGY, PATIENT_INDEX], kind="stable").reset_index(drop=True)
+    for name, size in exp.cohorts.items():
+        quota = allocate(exp.histology_mix, size)
+        flag = np.zeros(len(results), dtype=bool)
+        for h, n in quota.items():
+            idx = results.index[(results[HISTOLOGY] == h) & results[clinical.ELIGIBLE]][:n]
+            flag[idx] = True
+        results[f"enrolled_{name}"] = flag
+    return results
+
+
+def compare_published(summary: pd.DataFrame, published: Sequence[Published]) -> pd.DataFrame:
+    """Set each published count beside the simulated rate of the same group, with both intervals.
+
+    Returns:
+        One row per published count and simulated cohort: ``cohort``, ``group``, simulated
+        ``sim_responders``/``sim_n``/``sim_rate``/``sim_ci_low``/``sim_ci_high``, ``published_responders``,
+        ``published_n``, ``published_rate``, ``published_ci_low``/``published_ci_high`` (Wilson) and
+        ``published_in_sim_ci`` (the published rate inside the simulated 95% interval).
+    """
+    rows = []
+    for p in published:
+        low, high = clinical.proportion_ci(p.responders, p.n)
+        sims = summary[summary["group"] == p.group]
+        if p.cohort is not None:
+            sims = sims[sims["cohort"] == p.cohort]
+        for _, s in sims.iterrows():
+            rate = p.responders / p.n
+            rows.append(
+                {
+                    "cohort": s["cohort"],
+                    "group": p.group,
+                    "sim_responders": int(s["responders"]),
+                    "sim_n": int(s["n"]),
+                    "sim_rate": s["rate"],
+                    "sim_ci_low": s["ci_low"],
+                    "sim_ci_high": s["ci_high"],
+                    "published_responders": p.responders,
+                    "published_n": p.n,
+                    "published_rate": rate,
+                    "published_ci_low": low,
+                    "published_ci_high": high,
+                    "published_in_sim_ci": bool(s["ci_low"] <= rate <= s["ci_high"]),
+                    "source": p.source,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def run_cohort(exp: Experiment, *, work_dir: Path | None, workers: int | None, progress: bool) -> ExperimentResult:
+    """Enrol and treat the cohorts of a ``cohort`` experiment (:func:`enrol`) and summarise them.
+
+    Returns:
+        Results: one row per candidate. Summary: response rates per cohort and histology. Tables:
+        ``time_to_response``, ``peak_concentration``, ``failures``, ``screening`` and, with published
+        counts, ``comparison``.
+    """
+    results = enrol(exp, work_dir=work_dir, workers=workers, progress=progress)
+    summaries, curves, peaks = [], [], []
+    for name in exp.cohorts:
+        enrolled = results[results[f"enrolled_{name}"]]
+        summary = clinical.response_summary(enrolled, by=HISTOLOGY)
+        summary.insert(0, "cohort", name)
+        summaries.append(summary)
+        curve = clinical.time_to_response_curve(enrolled, by=HISTOLOGY)
+        curve.insert(0, "cohort", name)
+        curves.append(curve)
+        peak = clinical.peak_distribution(enrolled, by=HISTOLOGY)
+        peak.insert(0, "cohort", name)
+        peaks.append(peak)
+    summary = pd.concat(summaries, ignore_index=True)
+    tables = {
+        "time_to_response": pd.concat(curves, ignore_index=True),
+        "peak_concentration": pd.concat(peaks, ignore_index=True),
+        "failures": failures(results),
+    }
+    if exp.published:
+        tables["comparison"] = compare_published(summary, exp.published)
+    screened = results.groupby(HISTOLOGY).agg(
+        candidates=(clinical.ELIGIBLE, "size"), eligible=(clinical.ELIGIBLE, "sum")
+    )
+    tables["screening"] = screened.reset_index()
+    return ExperimentResult(
+        experiment=exp,
+        results=results,
+        summary=summary,
+        tables=tables,
+        inputs=inputs_record(
+            exp,
+            histology_mix=dict(exp.histology_mix),
+            variability={k: dataclasses.asdict(v) for k, v in exp.population().variability.items()},
+            visit_days=list(exp.visit_days),
+        ),
+    )

@@ -1,0 +1,134 @@
+"""What the experiment runners share: the result record, its provenance, and the cohort and grid sweep helpers."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ra_model.engines.simulate import default_engine
+from ra_model.studies import clinical
+from ra_model.studies.experiments.spec import Experiment
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExperimentResult:
+    """What an experiment produced.
+
+    Attributes:
+        experiment: The experiment that ran.
+        results: The results table (time courses for ``single``; one row per man and arm otherwise).
+        summary: One row per run, cohort x group or grid cell.
+        tables: Further named tables (published comparison, curves, failures, ...).
+        inputs: Provenance: model hash, package version, parameters, seed, scenario text.
+    """
+
+    experiment: Experiment
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    tables: Mapping[str, pd.DataFrame]
+    inputs: Mapping[str, Any]
+
+
+def inputs_record(experiment: Experiment, **extra: Any) -> dict[str, Any]:
+    """Return the provenance of a run (written as ``inputs.json``).
+
+    Args:
+        experiment: The experiment that ran.
+        **extra: Kind-specific entries (histology mix, spreads, visits, ...), added last.
+
+    Returns:
+        Experiment id and kind, reduced flag, model hash, package version, solver tolerances, seed
+        (cohort and grid), all default parameters, overrides, and the scenario file and text.
+    """
+    engine = default_engine()
+    try:
+        version = importlib.metadata.version("ra_model")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return {
+        "experiment": experiment.id,
+        "kind": experiment.kind,
+        "reduced": experiment.reduced,
+        "model_hash": engine.sbml_hash,
+        "package_version": version,
+        "solver": {"rtol": engine.options.rtol, "atol": engine.options.atol},
+        "seed": experiment.seed if experiment.kind in ("cohort", "grid") else None,
+        "parameters": dict(engine.defaults),
+        "overrides": dict(experiment.overrides),
+        "scenario_file": str(experiment.path),
+        "scenario_text": experiment.text,
+    } | extra
+
+
+def regimen_for_weight(text: str | None, weight_kg: float) -> str:
+    """Return a man's regimen text: weight-based (mg/kg) doses gain his body weight.
+
+    Args:
+        text: The experiment's regimen text, or None for no drug.
+        weight_kg: The man's body weight.
+
+    Returns:
+        The text as :func:`ra_model.model.regimen.parse_optional` reads it (``""`` for no drug).
+    """
+    if text is None:
+        return ""
+    return f"{text}, {weight_kg:.1f} kg" if "mg/kg" in text else text
+
+
+def sweep_visits(
+    samples: pd.DataFrame,
+    exp: Experiment,
+    *,
+    t_end_d: float,
+    work_dir: Path | None,
+    workers: int | None,
+    progress: bool,
+) -> pd.DataFrame:
+    """Simulate every man of a samples table and read his semen analyses at the experiment's visits.
+
+    Args:
+        samples: One row per man (and arm): parameters and a ``regimen`` column.
+        exp: The experiment (its visit days and output step are used).
+        t_end_d: Simulated time, days.
+        work_dir: Folder for the sweep's Parquet chunks (rerunning resumes); None keeps nothing.
+        workers: Worker processes (None = all cores, 1 = this process).
+        progress: Show the sweep's progress bar.
+
+    Returns:
+        The sweep table (:func:`ra_model.studies.sweep.run_sweep`) with the visit readouts in
+        ``semen.*`` columns (:data:`ra_model.studies.clinical.METRIC`); a man whose simulation fails
+        keeps his row with status and message.
+    """
+    from ra_model.studies.sweep import run_sweep
+
+    metric = functools.partial(clinical.semen_analyses, visit_days=exp.visit_days)
+    return run_sweep(
+        samples,
+        metrics={clinical.METRIC: metric},
+        t_end_d=t_end_d,
+        output_step_d=exp.output_step_d,
+        out_dir=work_dir,
+        workers=workers,
+        progress=progress,
+    )
+
+
+def apply_overrides(samples: pd.DataFrame, overrides: Mapping[str, float]) -> pd.DataFrame:
+    """Add each override as a column of ``samples`` unless the men already carry that parameter (in place)."""
+    for name, value in overrides.items():
+        if name not in samples.columns:
+            samples[name] = value
+    return samples
+
+
+def failures(results: pd.DataFrame) -> pd.DataFrame:
+    """Return the men whose simulation failed, with their parameters and the solver message (no visit columns)."""
+    failed = results[results["status"] != "ok"]
+    keep = [c for c in failed.columns if not c.startswith(f"{clinical.METRIC}.")]
+    return failed[keep].reset_index(drop=True)

@@ -1,0 +1,26 @@
+"""Kind ``sensitivity``: hand the file unchanged to :mod:`ra_model.studies.sensitivity` and keep its ranked index table.
+
+The file is not read here: :func:`ra_model.studies.sensitivity.run_sensitivity_file` validates its own
+keys. The index figures are the caller's (:func:`ra_model.plots.cohort.experiment_figures` draws them
+from the result's summary).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ra_model.studies import sensitivity
+from ra_model.studies.experiments.common import ExperimentResult, inputs_record
+from ra_model.studies.experiments.spec import Experiment
+
+
+def run_sensitivity(exp: Experiment, *, work_dir: Path | None, workers: int | None, progress: bool) -> ExperimentResult:
+    """Run a ``sensitivity`` experiment through ``ra_model.studies.sensitivity.run_sensitivity_file``.
+
+    Returns:
+        Results and summary: the same index table, with a ``rank`` column (1 = most influential).
+    """
+    table = sensitivity.run_sensitivity_file(
+        exp.path, out_dir=work_dir, workers=workers, progress=progress, reduced=exp.reduced
+    )
+    return ExperimentResult(experiment=exp, results=table, summary=table, tables={}, inputs=inputs_record(exp))
