@@ -17,7 +17,15 @@ log = logging.getLogger("ra_model.cli")
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, float]:
-    """Turn ``NAME=VALUE`` strings from ``--set`` into a dict of floats."""
+    """Turn ``NAME=VALUE`` strings from ``--set`` into a dict of floats, each checked against its physical domain.
+
+    Raises:
+        argparse.ArgumentTypeError: A pair that is not ``NAME=VALUE`` with a number.
+        InvalidValueError: A constant or regimen input, or a value outside the parameter's physical domain
+            (``ra_model.model.domain``); the message names the parameter, the value, its domain and the fix.
+    """
+    from ra_model.model.domain import check_values
+
     values: dict[str, float] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
@@ -27,7 +35,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, float]:
             values[name.strip()] = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"--set {pair!r}: {text!r} is not a number") from None
-    return values
+    return check_values(values, where="--set")
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -85,7 +93,8 @@ def _cmd_parameters(args: argparse.Namespace) -> int:
         write_table(table, args.out)
     else:
         with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
-            sys.stdout.write(table[["id", "value", "unit", "lower", "upper", "source"]].to_string(index=False) + "\n")
+            shown = ["id", "value", "unit", "domain", "lower", "upper", "source"]
+            sys.stdout.write(table[shown].to_string(index=False) + "\n")
     return 0
 
 

@@ -21,10 +21,13 @@ import numpy as np
 import roadrunner
 
 from ra_model.errors import InvalidValueError, SimulationFailedError, UnknownNameError
+from ra_model.model.domain import format_bytes
 from ra_model.model.source import sbml_hash
 
 #: A time that is never reached (hours); disarms the dose event. Matches ``t_never`` in the model.
 T_NEVER_H = 1e9
+#: Words in a libroadrunner error that mean an allocation failed (C++ ``std::bad_alloc``), not the solver.
+_MEMORY_WORDS = ("bad_alloc", "memory allocation", "out of memory")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,6 +120,8 @@ class Engine:
         self._parameter_index = {p: i for i, p in enumerate(gids) if p not in rules}
         self._species_index = {s: i for i, s in enumerate(self.species_ids)}
         self._selections: list[str] = []
+        #: Parameters of the current run that differ from the compiled defaults (named in solver errors).
+        self._changed: dict[str, float] = {}
 
     # ------------------------------------------------------------------ state
     def fresh(
@@ -143,14 +148,18 @@ class Engine:
         model.setCompartmentVolumes(np.arange(self._pristine_volumes.size, dtype=np.int32), self._pristine_volumes)
         model.setFloatingSpeciesAmounts(np.arange(self._pristine_amounts.size, dtype=np.int32), self._pristine_amounts)
         index, values = [], []
+        self._changed = {}
         for name, value in (parameters or {}).items():
             if name not in self.defaults:
                 raise UnknownNameError("parameter", name, self.defaults)
+            number = _finite(name, value)
+            if number != self.defaults[name]:
+                self._changed[name] = number
             if name in self._parameter_index:
                 index.append(self._parameter_index[name])
-                values.append(_finite(name, value))
+                values.append(number)
             else:  # a compartment volume
-                self._rr[name] = _finite(name, value)
+                self._rr[name] = number
         if index:
             model.setGlobalParameterValues(np.array(index, dtype=np.int32), np.array(values, dtype=float))
         if initial_amounts:
@@ -191,6 +200,7 @@ class Engine:
         if name not in self.defaults:
             raise UnknownNameError("parameter", name, self.defaults)
         self._rr[name] = _finite(name, value)
+        self._changed[name] = float(value)
 
     def rates_of_change(self) -> dict[str, float]:
         """Return d(amount)/dt of every species at the current state, by id (per hour)."""
@@ -250,12 +260,34 @@ class Engine:
             self._selections = wanted
         try:
             result = self._rr.simulate(times=times)
+        except MemoryError as exc:
+            raise self._out_of_memory(len(times), len(wanted)) from exc
         except RuntimeError as exc:
+            if any(word in str(exc).lower() for word in _MEMORY_WORDS):
+                raise self._out_of_memory(len(times), len(wanted)) from exc
             raise SimulationFailedError(
                 f"the solver failed at t = {self.time_h / 24:.3f} d (integrating {times[0] / 24:g} to "
-                f"{times[-1] / 24:g} d): {exc}. Try tighter tolerances or check the parameter overrides."
+                f"{times[-1] / 24:g} d{self._changed_text()}): {exc}. Check those parameter values first; "
+                "if they are right, try tighter solver tolerances (SolverOptions)."
             ) from exc
         return np.asarray(result, dtype=float)
+
+    def _changed_text(self) -> str:
+        """Return ``", with parameters a=1, b=2 changed from the model's defaults"`` (or nothing)."""
+        if not self._changed:
+            return ", all parameters at the model's defaults"
+        items = [f"{k}={v:g}" for k, v in self._changed.items()]
+        shown = ", ".join(items[:12]) + (f", ... ({len(items)} in all)" if len(items) > 12 else "")
+        return f", with parameters {shown} changed from the model's defaults"
+
+    def _out_of_memory(self, n_times: int, n_columns: int) -> SimulationFailedError:
+        """Return the error for a run that ran out of memory: the size, and that it is not the solver's fault."""
+        size = format_bytes(n_times * n_columns * 8.0)
+        return SimulationFailedError(
+            f"ran out of memory recording {n_times:,} output times x {n_columns} columns ({size} for the result "
+            f"alone) at t = {self.time_h / 24:.3f} d; this is not a solver problem: use a coarser output step or "
+            "fewer days, or free memory"
+        )
 
 
 def _finite(name: str, value: float) -> float:

@@ -15,6 +15,14 @@ import pandas as pd
 from ra_model.engines.engine import DosePlan, Engine
 from ra_model.errors import InvalidValueError, SimulationFailedError, UnknownNameError
 from ra_model.model import columns as C
+from ra_model.model.domain import (
+    check_combination,
+    check_run_size,
+    check_value,
+    check_values,
+    format_bytes,
+    output_bytes,
+)
 from ra_model.model.phenotypes import Phenotype, get_phenotype
 from ra_model.model.regimen import Regimen
 from ra_model.model.source import default_sbml
@@ -36,6 +44,9 @@ PREEQ_FLOOR = 1e-9
 class ParameterChange:
     """A parameter set to a new value part-way through a run (e.g. vitamin A repletion).
 
+    The value is checked against the parameter's physical domain on construction
+    (:mod:`ra_model.model.domain`); regimen inputs such as ``dose_mg`` may change, constants may not.
+
     Attributes:
         t_d: Time of the change, days from the start of the run (> 0).
         parameter: Parameter id.
@@ -47,11 +58,12 @@ class ParameterChange:
     value: float
 
     def __post_init__(self) -> None:
-        """Check the time and value are finite and the time is after the start."""
+        """Check the time is after the start and the value is inside the parameter's physical domain."""
         if not (isinstance(self.t_d, int | float) and math.isfinite(self.t_d) and self.t_d > 0):
             raise InvalidValueError(f"ParameterChange.t_d = {self.t_d!r}; use a time in days > 0")
         if isinstance(self.value, bool) or not isinstance(self.value, int | float) or not math.isfinite(self.value):
             raise InvalidValueError(f"ParameterChange.value for {self.parameter!r} = {self.value!r} is not a number")
+        check_value(self.parameter, self.value, where=f"ParameterChange at day {self.t_d:g}", scheduled=True)
 
 
 @lru_cache(maxsize=1)
@@ -161,13 +173,27 @@ def simulate(
 
     Raises:
         UnknownNameError: Unknown phenotype or parameter (with close matches).
-        InvalidValueError: Bad horizon, step or values.
+        InvalidValueError: Bad horizon or step, a run above the size limits (``ra_model.model.domain``), or
+            an override, change or combination of values outside the physical domain.
         RegimenParseError: Regimen text that cannot be parsed.
-        SimulationFailedError: The solver failed; ``exc.partial`` holds the rows computed before.
+        SimulationFailedError: The solver failed (the message names the phenotype, regimen, overrides and
+            changes; ``exc.partial`` holds the rows computed before), or memory ran out (the message says so,
+            with the size).
     """
     engine = engine or default_engine()
+    observables = [o.model_id for o in C.OBSERVABLES]
+    species = list(engine.species_ids) if include_species else []
+    selections = ["doses_given", *observables, *species]
+    n_columns = len(selections) + 2  # time, and the motile-sperm flag
     preset, regimen, user = resolve_scenario(
-        engine, phenotype, regimen, t_end_d=t_end_d, output_step_d=output_step_d, overrides=overrides
+        engine,
+        phenotype,
+        regimen,
+        t_end_d=t_end_d,
+        output_step_d=output_step_d,
+        overrides=overrides,
+        columns=n_columns,
+        extra_rows=len(changes),
     )
     for name in (c.parameter for c in changes):  # checked up front: changes apply mid-run
         if name not in engine.defaults:
@@ -179,8 +205,14 @@ def simulate(
                 f"({t_end_d:g} d); lengthen t_end_d or move the change"
             )
     parameters = preset.resolve(engine.defaults) | user
+    later = dict(parameters)
+    for change in sorted(changes, key=lambda c: c.t_d):  # the values in force after each change, together
+        later[change.parameter] = change.value
+        check_combination(
+            later, fed=bool(regimen.fed) if regimen else False, where=f"after the change at day {change.t_d:g}"
+        )
 
-    context = f"phenotype {preset.name!r}, regimen {str(regimen) if regimen else 'none'!r}"
+    context = run_context(preset.name, regimen, user, changes)
     try:
         if preequilibrate:
             start = steady_state_amounts(engine, parameters, preset.initial_amounts)
@@ -192,29 +224,34 @@ def simulate(
     if regimen is not None:
         engine.arm_doses(dose_plan(regimen))
 
-    observables = [o.model_id for o in C.OBSERVABLES]
-    species = list(engine.species_ids) if include_species else []
-    selections = ["doses_given", *observables, *species]
     cuts = sorted({c.t_d for c in changes})
-    grid = np.unique(np.concatenate([output_grid_d(t_end_d, output_step_d), cuts]))
     blocks: list[np.ndarray] = []
     bounds = [0.0, *cuts, float(t_end_d)]
-    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-        for change in changes:
-            if change.t_d == a:
-                engine.set_parameter(change.parameter, change.value)
-        times = grid[(grid >= a) & (grid <= b)]
-        try:
-            block = engine.simulate([float(t) * 24 for t in times], selections)
-        except SimulationFailedError as exc:
-            partial = _table(np.vstack(blocks), species) if blocks else None
-            err = SimulationFailedError(f"{context}: {exc}")
-            err.partial = partial  # type: ignore[attr-defined]
-            raise err from exc
-        blocks.append(block if i == 0 else block[1:])
-    table = _table(np.vstack(blocks), species)
-    limit = engine.get("motile_detection_limit")
-    table[C.MOTILE_SPERM_PRESENT] = table[C.MOTILE_CONCENTRATION] >= limit
+    try:
+        grid = np.unique(np.concatenate([output_grid_d(t_end_d, output_step_d), cuts]))
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            for change in changes:
+                if change.t_d == a:
+                    engine.set_parameter(change.parameter, change.value)
+            times = grid[(grid >= a) & (grid <= b)]
+            try:
+                block = engine.simulate([float(t) * 24 for t in times], selections)
+            except SimulationFailedError as exc:
+                partial = _table(np.vstack(blocks), species) if blocks else None
+                err = SimulationFailedError(f"{context}: {exc}")
+                err.partial = partial  # type: ignore[attr-defined]
+                raise err from exc
+            blocks.append(block if i == 0 else block[1:])
+        table = _table(np.vstack(blocks), species)
+        limit = engine.get("motile_detection_limit")
+        table[C.MOTILE_SPERM_PRESENT] = table[C.MOTILE_CONCENTRATION] >= limit
+    except MemoryError as exc:
+        rows = t_end_d / output_step_d + 1 + len(cuts)
+        raise SimulationFailedError(
+            f"{context}: ran out of memory holding {rows:,.0f} output rows x {n_columns} columns (about "
+            f"{format_bytes(output_bytes(rows, n_columns))} at its peak); this is not a solver problem: use a "
+            "coarser output_step_d, fewer days or include_species=False, or free memory"
+        ) from exc
     table.attrs.update(
         units=dict(C.UNITS) | {f"amount_{s}": "nmol or Mcell" for s in species},
         phenotype=preset.name,
@@ -229,6 +266,10 @@ def simulate(
     return table
 
 
+#: Columns of a ``simulate()`` table without species: time, doses given, the observables, the motile flag.
+TABLE_COLUMNS = 3 + len(C.OBSERVABLES)
+
+
 def resolve_scenario(
     engine: Engine,
     phenotype: str | Phenotype,
@@ -237,15 +278,30 @@ def resolve_scenario(
     t_end_d: float,
     output_step_d: float,
     overrides: Mapping[str, float] | None,
+    columns: int = TABLE_COLUMNS,
+    extra_rows: int = 0,
 ) -> tuple[Phenotype, Regimen | None, dict[str, float]]:
     """Check a scenario's inputs against a compiled model before anything runs.
 
+    The horizon and output step are checked against the size limits, and every override against its
+    parameter's physical domain (:mod:`ra_model.model.domain`), alone and together with the preset's values.
+
+    Args:
+        engine: The compiled model (its parameter and species names).
+        phenotype: Preset name or a ``Phenotype``.
+        regimen: A ``Regimen``, its text, or None.
+        t_end_d: Simulated time, days.
+        output_step_d: Output spacing, days.
+        overrides: Parameter values by id, on top of the phenotype.
+        columns: Columns of the output table (for the memory estimate of the size check).
+        extra_rows: Output rows beyond the regular grid (e.g. scheduled changes).
+
     Returns:
-        The phenotype preset, the parsed regimen (or None) and the user's overrides as a dict.
+        The phenotype preset, the parsed regimen (or None) and the user's overrides as a dict of floats.
 
     Raises:
         UnknownNameError: Unknown phenotype, parameter, or species in the preset (with close matches).
-        InvalidValueError: Bad horizon or step.
+        InvalidValueError: Bad horizon or step, a run too large, or an override outside its domain.
         RegimenParseError: Regimen text that cannot be parsed.
     """
     preset = get_phenotype(phenotype) if isinstance(phenotype, str) else phenotype
@@ -253,14 +309,42 @@ def resolve_scenario(
         regimen = Regimen.parse(regimen)
     check_positive_days("t_end_d", t_end_d)
     check_positive_days("output_step_d", output_step_d)
+    check_run_size(t_end_d, output_step_d, columns=columns, extra_rows=extra_rows)
     user = dict(overrides or {})
     for name in user:
         if name not in engine.defaults:
             raise UnknownNameError("parameter", name, engine.defaults)
+    user = check_values(user, where="overrides")
+    for name in [*preset.parameters, *preset.scale]:
+        if name not in engine.defaults:
+            raise UnknownNameError("parameter", name, engine.defaults, where=f"phenotype {preset.name!r}")
     for name in preset.initial_amounts:
         if name not in engine.initial_amounts:
             raise UnknownNameError("species", name, engine.initial_amounts, where=f"phenotype {preset.name!r}")
+    check_combination(
+        preset.resolve(engine.defaults) | user,
+        fed=bool(regimen.fed) if regimen else False,
+        where=f"phenotype {preset.name!r} with overrides" if user else f"phenotype {preset.name!r}",
+    )
     return preset, regimen, user
+
+
+def run_context(
+    phenotype: str, regimen: Regimen | None, overrides: Mapping[str, float], changes: Sequence[ParameterChange] = ()
+) -> str:
+    """Return the words that name a run in an error: phenotype, regimen, the user's overrides and changes."""
+    text = f"phenotype {phenotype!r}, regimen {str(regimen) if regimen else 'none'!r}"
+    if overrides:
+        text += ", overrides " + _listing([f"{k}={v:g}" for k, v in overrides.items()])
+    if changes:
+        text += ", changes " + _listing([f"{c.parameter}={c.value:g} at day {c.t_d:g}" for c in changes])
+    return text
+
+
+def _listing(items: Sequence[str], limit: int = 8) -> str:
+    """Join at most ``limit`` items, saying how many there are in all when some are left out."""
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown}, ... ({len(items)} in all)"
 
 
 def dose_plan(regimen: Regimen) -> DosePlan:

@@ -11,7 +11,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ra_model.errors import InvalidValueError, UnknownNameError
-from ra_model.model.source import PHENOTYPE_FILE, model_dir
+from ra_model.model.domain import check_value, domain_of
+from ra_model.model.source import PHENOTYPE_FILE, model_dir, read_parameter_table
 
 _KEYS = {"description", "rationale", "parameters", "scale", "initial_amounts"}
 
@@ -37,7 +38,13 @@ class Phenotype:
     initial_amounts: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        """Check every value is a finite, non-negative number."""
+        """Check every value is a finite, non-negative number and every parameter lies in its physical domain.
+
+        A preset sets parameters for the whole run, like an override: constants and regimen inputs are
+        refused, and ``parameters`` values and the scaled table values must lie in the parameter's domain
+        (:mod:`ra_model.model.domain`). Presets may leave the plausible range on purpose (severe vitamin A
+        deficiency), so that is not warned about.
+        """
         for group in ("parameters", "scale", "initial_amounts"):
             values = getattr(self, group)
             for key, value in values.items():
@@ -48,6 +55,18 @@ class Phenotype:
                 if value < 0:
                     raise InvalidValueError(f"phenotype {self.name!r}: {group}.{key} = {value!r} must not be negative")
             object.__setattr__(self, group, MappingProxyType({k: float(v) for k, v in values.items()}))
+        for key, value in self.parameters.items():
+            check_value(key, value, where=f"phenotype {self.name!r}, parameters.{key}", warn=False)
+        if any(domain_of(key) is not None for key in self.scale):
+            table = read_parameter_table()
+            for key, factor in self.scale.items():
+                if key in table:
+                    check_value(
+                        key,
+                        table[key].value * factor,
+                        where=f"phenotype {self.name!r}, scale.{key} = {factor:g} (x {table[key].value:g})",
+                        warn=False,
+                    )
 
     def resolve(self, defaults: Mapping[str, float]) -> dict[str, float]:
         """Return the absolute parameter values this preset sets, given the model defaults.
@@ -73,7 +92,8 @@ def load_phenotypes(path: Path | None = None) -> dict[str, Phenotype]:
         Presets keyed by name, in file order.
 
     Raises:
-        InvalidValueError: If the file has an unknown key or a bad value.
+        InvalidValueError: If the file has an unknown key or a bad value (not a number, negative, or outside
+            the parameter's physical domain); the message names the file, the preset and the key.
     """
     path = path or model_dir() / PHENOTYPE_FILE
     return dict(_load(str(path), path.stat().st_mtime_ns))
@@ -92,14 +112,17 @@ def _load(path_text: str, mtime_ns: int) -> dict[str, Phenotype]:
             raise InvalidValueError(
                 f"{path}: phenotype {name!r} has unknown key(s) {sorted(unknown)}; allowed: {sorted(_KEYS)}"
             )
-        presets[name] = Phenotype(
-            name=name,
-            description=str(body.get("description", "")).strip(),
-            rationale=" ".join(str(body.get("rationale", "")).split()),
-            parameters=dict(body.get("parameters", {})),
-            scale=dict(body.get("scale", {})),
-            initial_amounts=dict(body.get("initial_amounts", {})),
-        )
+        try:
+            presets[name] = Phenotype(
+                name=name,
+                description=str(body.get("description", "")).strip(),
+                rationale=" ".join(str(body.get("rationale", "")).split()),
+                parameters=dict(body.get("parameters", {})),
+                scale=dict(body.get("scale", {})),
+                initial_amounts=dict(body.get("initial_amounts", {})),
+            )
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"{path}: {exc}") from exc
     return presets
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import antimony
 
 from ra_model.errors import InvalidValueError, ModelBuildError
+from ra_model.model.domain import check_table_row
 
 #: Id of the model inside the Antimony source.
 MODEL_ID = "ra_testis"
@@ -22,12 +23,13 @@ ANTIMONY_FILE = "ra_testis.ant"
 PARAMETER_FILE = "parameters.csv"
 PHENOTYPE_FILE = "phenotypes.toml"
 
-#: Columns of the parameter table.
-PARAMETER_COLUMNS = ("id", "value", "unit", "category", "description", "source", "lower", "upper")
+#: Columns of the parameter table (``domain``: the physical domain, see :mod:`ra_model.model.domain`).
+PARAMETER_COLUMNS = ("id", "value", "unit", "category", "description", "source", "lower", "upper", "domain")
 
 _ANTIMONY_LOCK = threading.Lock()
 
 
+@lru_cache(maxsize=1)
 def model_dir() -> Path:
     """Return the directory holding the model source, parameter table and phenotype presets.
 
@@ -35,6 +37,12 @@ def model_dir() -> Path:
         The ``models/`` directory of the project (shipped in the package as ``ra_model._models``).
     """
     return Path(str(resources.files("ra_model._models")))
+
+
+@lru_cache(maxsize=1)
+def parameter_table_path() -> Path:
+    """Return the shipped parameter table, ``models/parameters.csv``."""
+    return model_dir() / PARAMETER_FILE
 
 
 def antimony_to_sbml(source: Path | str) -> str:
@@ -81,7 +89,7 @@ def sbml_hash(sbml: str) -> str:
 
 @dataclass(frozen=True)
 class ParameterInfo:
-    """One row of the parameter table: value, unit, meaning, source and plausible range."""
+    """One row of the parameter table: value, unit, meaning, source, plausible range and physical domain."""
 
     id: str
     value: float
@@ -91,9 +99,10 @@ class ParameterInfo:
     source: str
     lower: float
     upper: float
+    domain: str
 
     def __post_init__(self) -> None:
-        """Check the row is coherent: finite numbers, a source, lower <= value <= upper."""
+        """Check the row is coherent: finite numbers, a source, lower <= value <= upper, all inside the domain."""
         for name in ("value", "lower", "upper"):
             if not math.isfinite(getattr(self, name)):
                 raise InvalidValueError(f"parameter {self.id!r}: {name} is not a finite number")
@@ -104,10 +113,11 @@ class ParameterInfo:
                 f"parameter {self.id!r}: value {self.value:g} lies outside its range "
                 f"[{self.lower:g}, {self.upper:g}]; widen the range or correct the value"
             )
+        check_table_row(self)
 
 
 def read_parameter_table(path: Path | None = None) -> dict[str, ParameterInfo]:
-    """Read the parameter table.
+    """Read the parameter table (parsed once per file and modification time; each call gets its own dict).
 
     Args:
         path: The CSV file; defaults to the shipped ``models/parameters.csv``.
@@ -116,9 +126,16 @@ def read_parameter_table(path: Path | None = None) -> dict[str, ParameterInfo]:
         Rows keyed by parameter id, in file order.
 
     Raises:
-        InvalidValueError: If a row is malformed.
+        InvalidValueError: If a row is malformed, or a column (``domain`` included) is missing.
     """
-    path = path or model_dir() / PARAMETER_FILE
+    path = path or parameter_table_path()
+    stat = path.stat()
+    return dict(_read_parameter_table(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=8)
+def _read_parameter_table(path_text: str, mtime_ns: int, size: int) -> dict[str, ParameterInfo]:
+    path = Path(path_text)
     rows: dict[str, ParameterInfo] = {}
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
@@ -135,6 +152,7 @@ def read_parameter_table(path: Path | None = None) -> dict[str, ParameterInfo]:
                     source=row["source"],
                     lower=float(row["lower"]),
                     upper=float(row["upper"]),
+                    domain=row["domain"],
                 )
             except ValueError as exc:
                 raise InvalidValueError(f"{path}, line {line}: {exc}") from exc

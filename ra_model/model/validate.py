@@ -10,8 +10,13 @@ from pathlib import Path
 import libsbml
 
 from ra_model.errors import ModelBuildError
+from ra_model.model.domain import format_bytes
 
 log = logging.getLogger(__name__)
+
+#: Largest SBML file read: 20 MB. The shipped model is about 0.16 MB; libsbml's validation of a file
+#: a hundred times larger takes minutes and gigabytes, so a bigger file is almost surely the wrong one.
+MAX_SBML_BYTES = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -139,9 +144,19 @@ def read_sbml(path: Path) -> str:
         The SBML text.
 
     Raises:
-        ModelBuildError: If the file cannot be read or the validator reports errors; the message lists
-            them with line numbers.
+        ModelBuildError: If the file cannot be read, is larger than :data:`MAX_SBML_BYTES`, or the validator
+            reports errors; the message lists them with line numbers.
     """
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelBuildError(f"cannot read SBML file {path}: {exc}") from exc
+    if size > MAX_SBML_BYTES:
+        raise ModelBuildError(
+            f"{path} is {format_bytes(size)}, larger than the {format_bytes(MAX_SBML_BYTES)} limit for an SBML model "
+            "file (the shipped model is about 0.16 MB; validating and compiling a file this size would take minutes "
+            "and gigabytes): check that it is the right file, e.g. not a results table or an archive"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

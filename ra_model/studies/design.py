@@ -1,5 +1,8 @@
 """Sampling designs for sweeps: parameter ranges checked against their physical domain, and sample tables.
 
+Physical domains come from :mod:`ra_model.model.domain` (the ``domain`` column of the parameter table);
+this module adds what a sweep may vary (not constants, references or regimen inputs) and the size limit.
+
 Designs are grid, random, Latin hypercube, Sobol (Saltelli) and Morris; the last three come from
 SALib's samplers. Default ranges are the ``lower``/``upper`` columns of ``models/parameters.csv``.
 Every design takes an explicit seed and returns a ``samples`` table for :func:`ra_model.studies.sweep.run_sweep`
@@ -19,16 +22,21 @@ import numpy as np
 import pandas as pd
 
 from ra_model.errors import InvalidValueError, UnknownNameError
+from ra_model.model import columns as C
+from ra_model.model.domain import check_run_size, check_value, check_values, format_bytes
 from ra_model.model.source import ParameterInfo, read_parameter_table
 
 #: Design names accepted by :func:`make_design`.
 DESIGNS = ("grid", "random", "latin", "sobol", "morris")
 #: Parameter categories that cannot be swept (fixed constants, normalisations, regimen inputs).
 FIXED_CATEGORIES = ("constant", "reference", "regimen")
-#: Words in a dimensionless parameter's description that make it a fraction (at most 1).
-FRACTION_WORDS = ("fraction", "share", "bioavailability", "occupancy giving")
 #: Morris levels.
 MORRIS_LEVELS = 4
+#: Most samples in one design: 10 million. Every sample is one simulation (about half a second each on
+#: one core for a year of the full model), so this is already months of computing; 1e10 is a mistake.
+MAX_DESIGN_SAMPLES = 10_000_000
+#: Columns of a ``simulate()`` table (time, doses, the observables, the motile flag), for size messages.
+_RUN_COLUMNS = 3 + len(C.OBSERVABLES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,19 +69,6 @@ class ParameterRange:
             raise InvalidValueError(f"range of {self.name!r}: log sampling needs lower > 0 (got {self.lower:g})")
 
 
-def physical_domain(info: ParameterInfo) -> tuple[float, float]:
-    """Return the physically meaningful interval of a parameter, from its unit and description.
-
-    Every quantity in this model (volumes, rates, rate constants, Michaelis constants, Hill
-    coefficients, expression levels) is non-negative; fractions and occupancies are at most 1.
-    """
-    upper = math.inf
-    text = info.description.lower()
-    if info.unit == "dimensionless" and info.upper <= 1 and any(w in text for w in FRACTION_WORDS):
-        upper = 1.0
-    return 0.0, upper
-
-
 def check_range(rng: ParameterRange, *, table: Mapping[str, ParameterInfo] | None = None, where: str = "") -> None:
     """Check that a range names a sweepable parameter and lies inside its physical domain.
 
@@ -96,17 +91,18 @@ def check_range(rng: ParameterRange, *, table: Mapping[str, ParameterInfo] | Non
             f"parameter {rng.name!r}{place} is a {info.category} value and cannot be swept; "
             "vary the regimen through the 'regimen' setting, or choose a model parameter"
         )
-    low, high = physical_domain(info)
-    if rng.lower < low:
-        raise InvalidValueError(
-            f"range of {rng.name!r}{place}: lower {rng.lower:g} {info.unit} is negative; "
-            f"{rng.name} is a non-negative quantity, use a lower bound >= 0 (table range {info.lower:g}-{info.upper:g})"
-        )
-    if rng.upper > high:
-        raise InvalidValueError(
-            f"range of {rng.name!r}{place}: upper {rng.upper:g} exceeds 1, but {rng.name} is a fraction; "
-            f"use an upper bound <= 1 (table range {info.lower:g}-{info.upper:g})"
-        )
+    check_range_domain(rng, where=where)
+
+
+def check_range_domain(rng: ParameterRange, *, where: str = "") -> None:
+    """Check both ends of a range against the parameter's physical domain (names not in the table pass).
+
+    Raises:
+        InvalidValueError: An end outside the domain, naming the parameter, the bound, the domain and the fix.
+    """
+    place = f"{where}, " if where else ""
+    check_value(rng.name, rng.lower, where=f"{place}range of {rng.name!r}, lower bound")
+    check_value(rng.name, rng.upper, where=f"{place}range of {rng.name!r}, upper bound")
 
 
 def default_ranges(names: Sequence[str], *, table: Mapping[str, ParameterInfo] | None = None) -> list[ParameterRange]:
@@ -182,6 +178,10 @@ def make_design(
         raise InvalidValueError(f"n = {n!r}; use a positive integer")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InvalidValueError(f"seed = {seed!r}; give an integer seed so the design can be reproduced")
+    check_design_size(design, n, len(ranges))
+    for r in ranges:
+        check_range_domain(r)
+    checked_fixed = check_values(dict(fixed or {}), where="fixed")
     problem = salib_problem(ranges)
     unit: np.ndarray
     if design == "grid":
@@ -215,12 +215,64 @@ def make_design(
     width = len(str(len(values) - 1))
     table = pd.DataFrame(values, columns=names)
     table.insert(0, "sample_id", [f"{design}-{i:0{width}d}" for i in range(len(values))])
-    for name, value in (fixed or {}).items():
+    for name, value in checked_fixed.items():
         if name in table.columns:
             raise InvalidValueError(f"parameter {name!r} is both varied and fixed; keep one")
         table[name] = float(value)
     table.attrs.update(seed=seed, design=design, problem=problem, log=[r.log for r in ranges])
     return table
+
+
+def design_size(design: str, n: int, n_parameters: int) -> int:
+    """Return the number of samples a design draws (exact integer arithmetic, so 1e10 is seen before it is built).
+
+    Args:
+        design: Design name (one of :data:`DESIGNS`).
+        n: Size parameter of the design.
+        n_parameters: Number of parameters varied.
+    """
+    if design == "grid":
+        count: int = int(n) ** n_parameters
+        return count
+    if design == "sobol":
+        return int(n) * (n_parameters + 2)
+    if design == "morris":
+        return int(n) * (n_parameters + 1)
+    return int(n)
+
+
+def check_design_size(design: str, n: int, n_parameters: int, *, where: str = "") -> int:
+    """Check a design's number of samples against :data:`MAX_DESIGN_SAMPLES` before any sample is drawn.
+
+    Returns:
+        The number of samples.
+
+    Raises:
+        InvalidValueError: Too many samples; the message gives the count, the memory of the sample table,
+            the number of simulations it means and how to make it smaller.
+    """
+    count = design_size(design, n, n_parameters)
+    if count <= MAX_DESIGN_SAMPLES:
+        return count
+    place = f"{where}: " if where else ""
+    shown = f"{count:,}" if count < 10**15 else f"{float(count):.3g}"
+    memory = format_bytes(float(count) * (n_parameters + 1) * 8)
+    if design == "grid":
+        levels = max(2, int(MAX_DESIGN_SAMPLES ** (1 / n_parameters)))
+        while levels**n_parameters > MAX_DESIGN_SAMPLES and levels > 2:
+            levels -= 1
+        fix = (
+            f"use fewer levels (n = {levels} gives {levels**n_parameters:,} samples) or fewer parameters, "
+            "or a latin or random design of the size you can afford"
+        )
+    elif design in ("sobol", "morris"):
+        fix = f"use a smaller n (at most {MAX_DESIGN_SAMPLES // (count // n):,}) or fewer parameters"
+    else:
+        fix = f"use n <= {MAX_DESIGN_SAMPLES:,}"
+    raise InvalidValueError(
+        f"{place}a {design} design with n = {n} over {n_parameters} parameter(s) has {shown} samples: a sample "
+        f"table of about {memory} and {shown} simulations; the limit is {MAX_DESIGN_SAMPLES:,} samples: {fix}"
+    )
 
 
 # --------------------------------------------------------------------------- spec files
@@ -352,6 +404,7 @@ def parse_sweep_spec(data: Mapping[str, Any], *, where: str, reduced: bool = Fal
     n = data.get("n_reduced", data.get("n")) if reduced else data.get("n")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InvalidValueError(f"{where}, key n: {n!r}; give a positive integer design size")
+    check_design_size(design, n, len(ranges), where=f"{where}, key n")
     seed = data.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InvalidValueError(f"{where}, key seed: {seed!r}; give an integer seed (designs must be reproducible)")
@@ -368,8 +421,9 @@ def parse_sweep_spec(data: Mapping[str, Any], *, where: str, reduced: bool = Fal
     t_end_d = data.get("t_end_d", 365.0)
     step = data.get("output_step_d", 1.0)
     for key, value in (("t_end_d", t_end_d), ("output_step_d", step)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise InvalidValueError(f"{where}, key {key}: {value!r}; give a number of days > 0")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or not math.isfinite(value):
+            raise InvalidValueError(f"{where}, key {key}: {value!r}; give a finite number of days > 0")
+    check_run_size(float(t_end_d), float(step), columns=_RUN_COLUMNS, where=f"{where}, keys t_end_d/output_step_d")
     metrics = data.get("metrics")
     if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
         raise InvalidValueError(
@@ -384,11 +438,7 @@ def parse_sweep_spec(data: Mapping[str, Any], *, where: str, reduced: bool = Fal
     for name, value in fixed.items():
         if name not in table:
             raise UnknownNameError("parameter", name, table, where=f"{where}, key fixed.{name}")
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise InvalidValueError(f"{where}, key fixed.{name}: {value!r} is not a number")
-        low, high = physical_domain(table[name])
-        if not low <= value <= high:
-            raise InvalidValueError(f"{where}, key fixed.{name}: {value!r} is outside [{low:g}, {high:g}]")
+        check_value(name, value, where=f"{where}, key fixed.{name}")
     fill_raw = data.get("fill_nan", {})
     if not isinstance(fill_raw, Mapping):
         raise InvalidValueError(f"{where}, key fill_nan: give a table of metric = value or 't_end_d'")

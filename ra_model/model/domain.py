@@ -1,0 +1,486 @@
+"""The physical domain of every parameter, and the size limits of a run: the one check every value passes.
+
+Each row of ``models/parameters.csv`` names its parameter's domain in the ``domain`` column:
+
+========================  ==========  =====================================================================
+domain                    interval    used for
+========================  ==========  =====================================================================
+``nonneg``                [0, inf)    rates, rate constants, clearances, amounts, concentrations, expression
+                                      multipliers, doses: zero switches a process off
+``positive``              (0, inf)    volumes, Michaelis and dissociation constants, half-maximal levels,
+                                      Hill coefficients, normalising references: zero is meaningless (a
+                                      division by zero, or a gate with no threshold)
+``fraction``              [0, 1]      fractions, shares, probabilities, bioavailability, inhibition
+``positive_fraction``     (0, 1]      half-maximal receptor occupancies and the reference occupancy
+``switch``                {0, 1}      on/off inputs (``fed``)
+``constant``              fixed       unit conversions, nominal volumes, sentinels and the dose event's own
+                                      bookkeeping: never changed
+========================  ==========  =====================================================================
+
+Two rules go beyond one value: the regimen inputs (category ``regimen``) are set by the regimen, so
+they are refused as overrides and presets but a scheduled change may alter them mid-run (a missed
+dose sets ``dose_mg`` to 0); and a few parameters are bounded together (:func:`check_combination`).
+A value inside its domain but outside the table's plausible ``lower``/``upper`` range is allowed and
+logged as a warning, once per parameter and side per process.
+
+Every place a parameter value enters calls this module: ``simulate()``'s overrides,
+``ParameterChange``, phenotype presets, sweep spec ranges and fixed values, ``--set`` on the command
+line; :func:`check_values` and :func:`check_columns` are for sample tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ra_model.errors import InvalidValueError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ra_model.model.source import ParameterInfo
+
+log = logging.getLogger(__name__)
+
+#: Domain names of the ``domain`` column.
+NONNEG = "nonneg"
+POSITIVE = "positive"
+FRACTION = "fraction"
+POSITIVE_FRACTION = "positive_fraction"
+SWITCH = "switch"
+CONSTANT = "constant"
+#: Category of the parameters the regimen sets (refused as overrides, allowed as scheduled changes).
+REGIMEN_CATEGORY = "regimen"
+
+# ---------------------------------------------------------------------------------------------- size limits
+#: Longest simulated horizon, days: 20 years. Spermatogenesis takes about 74 days and a course of
+#: isotretinoin months; no question this model answers needs decades, and 1e6 days is a typo.
+MAX_T_END_D = 20 * 365.25
+#: Most output rows in one run's table: 2 million (a 20-year run every 5 minutes). Each row holds about
+#: 20 numbers (70 with the species), so this is already about 1 GB with the copies a run makes.
+MAX_OUTPUT_ROWS = 2_000_000
+#: Copies of the output a run holds at once (the solver's result, the stacked blocks, the table).
+OUTPUT_COPIES = 3
+#: Bytes per output number (float64).
+BYTES_PER_VALUE = 8
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A physical domain: the values a parameter can take.
+
+    Attributes:
+        name: The name used in the ``domain`` column.
+        lower: Smallest value (excluded when ``lower_open``).
+        upper: Largest value (included).
+        lower_open: True when ``lower`` itself is not allowed.
+        meaning: What the domain is, for messages, e.g. ``"a fraction, in [0, 1]"``.
+        fix: How to choose an allowed value, for messages.
+    """
+
+    name: str
+    lower: float
+    upper: float
+    lower_open: bool
+    meaning: str
+    fix: str
+
+    def contains(self, value: float) -> bool:
+        """Return True if ``value`` lies in the domain (a constant contains no new value)."""
+        if self.name == CONSTANT:
+            return False
+        if self.name == SWITCH:
+            return value in (0.0, 1.0)
+        above = value > self.lower if self.lower_open else value >= self.lower
+        return above and value <= self.upper
+
+    def problem(self, value: float) -> str:
+        """Return what is wrong with ``value`` in words (``"is negative"``, ``"is above 1"``, ...)."""
+        if self.name == SWITCH:
+            return "is neither 0 nor 1"
+        if value < 0:
+            return "is negative"
+        if value == 0 and self.lower_open:
+            return "is zero"
+        return f"is above {self.upper:g}"
+
+
+#: Every domain, by name.
+DOMAINS: Mapping[str, Domain] = {
+    d.name: d
+    for d in (
+        Domain(NONNEG, 0.0, math.inf, False, "a non-negative quantity (>= 0)", "use a value >= 0"),
+        Domain(
+            POSITIVE,
+            0.0,
+            math.inf,
+            True,
+            "a positive quantity (> 0; zero is meaningless for it: a volume, a half-maximal constant, "
+            "a Hill coefficient or a normalising reference)",
+            "use a value > 0",
+        ),
+        Domain(FRACTION, 0.0, 1.0, False, "a fraction, in [0, 1]", "use a value between 0 and 1"),
+        Domain(
+            POSITIVE_FRACTION,
+            0.0,
+            1.0,
+            True,
+            "a positive fraction (an occupancy or a saturation), in (0, 1]",
+            "use a value above 0 and at most 1",
+        ),
+        Domain(SWITCH, 0.0, 1.0, False, "a switch, 0 or 1", "use 0 or 1"),
+        Domain(CONSTANT, math.nan, math.nan, False, "a fixed constant", "remove it; it cannot be changed"),
+    )
+}
+
+
+def check_table_row(info: ParameterInfo) -> None:
+    """Check a parameter-table row's ``domain`` and that its value and plausible range lie inside it.
+
+    Called by :class:`ra_model.model.source.ParameterInfo` for every row read.
+
+    Raises:
+        InvalidValueError: Unknown domain name, or a value or bound outside the domain.
+    """
+    if info.domain not in DOMAINS:
+        raise InvalidValueError(
+            f"parameter {info.id!r}: domain {info.domain!r} is not one of {', '.join(DOMAINS)}; "
+            "write the physical domain of the parameter in the domain column"
+        )
+    domain = DOMAINS[info.domain]
+    if domain.name == CONSTANT:
+        if not info.lower == info.value == info.upper:
+            raise InvalidValueError(
+                f"parameter {info.id!r} is a constant but its range is {info.lower:g}-{info.upper:g}; "
+                f"set lower and upper to its value {info.value:g}, or give it a physical domain"
+            )
+        return
+    for which in ("value", "lower", "upper"):
+        number = float(getattr(info, which))
+        if not domain.contains(number):
+            raise InvalidValueError(
+                f"parameter {info.id!r}: {which} {number:g} {domain.problem(number)}, outside its domain "
+                f"{domain.name!r} ({domain.meaning}); correct the row"
+            )
+
+
+# ---------------------------------------------------------------------------------------------- the rules
+@dataclass(frozen=True)
+class _Rule:
+    """One parameter's domain and plausible range, as the checks need them."""
+
+    name: str
+    domain: Domain
+    unit: str
+    category: str
+    description: str
+    value: float
+    lower: float
+    upper: float
+
+
+@lru_cache(maxsize=4)
+def _rules_for(path_text: str, mtime_ns: int, size: int) -> dict[str, _Rule]:
+    from ra_model.model.source import read_parameter_table  # lazy: source imports this module (check_table_row)
+
+    return {
+        pid: _Rule(pid, DOMAINS[p.domain], p.unit, p.category, p.description, p.value, p.lower, p.upper)
+        for pid, p in read_parameter_table(Path(path_text)).items()
+    }
+
+
+def _rules() -> dict[str, _Rule]:
+    from ra_model.model.source import parameter_table_path
+
+    path = parameter_table_path()
+    stat = path.stat()
+    return _rules_for(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def domain_of(name: str) -> Domain | None:
+    """Return the physical domain of a parameter of the shipped table, or None for a name not in it."""
+    rule = _rules().get(name)
+    return rule.domain if rule else None
+
+
+def is_settable(name: str, *, scheduled: bool = False) -> bool:
+    """Return True if ``name`` may be set: as an override or preset (or, with ``scheduled``, mid-run).
+
+    Constants never are; regimen inputs only mid-run. Names not in the table are left to the engine.
+    """
+    return _settable(_rules().get(name), scheduled=scheduled)
+
+
+def _settable(rule: _Rule | None, *, scheduled: bool) -> bool:
+    if rule is None:
+        return True
+    if rule.domain.name == CONSTANT:
+        return False
+    return scheduled or rule.category != REGIMEN_CATEGORY
+
+
+# ---------------------------------------------------------------------------------------------- checks
+_WARNED: set[tuple[str, str]] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def _number(name: str, value: object, place: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidValueError(f"{place}{name} = {value!r} is not a number; give a finite number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidValueError(f"{place}{name} = {number!r} is not a finite number; give a finite number")
+    return number
+
+
+def _fixed_message(rule: _Rule, number: float, place: str) -> str:
+    what = rule.description.rstrip(".")
+    if rule.domain.name == CONSTANT and rule.category == REGIMEN_CATEGORY:
+        reason = "is the dose event's own bookkeeping and cannot be set"
+        fix = "remove it; the regimen sets the doses"
+    elif rule.domain.name == CONSTANT:
+        reason = "is a fixed constant and cannot be changed"
+        fix = "remove it"
+    else:
+        reason = "is set by the regimen, so an override would be ignored"
+        fix = (
+            "give it through the regimen instead (e.g. '40 mg od for 30 d, fed'), or change it during the run "
+            "with a scheduled change (ParameterChange)"
+        )
+    return f"{place}{rule.name} = {number:g} refused: {rule.name} ({what}) {reason}; {fix}"
+
+
+def check_value(name: str, value: object, *, where: str = "", scheduled: bool = False, warn: bool = True) -> float:
+    """Check one parameter value against its physical domain; return it as a float.
+
+    Args:
+        name: Parameter id. Names not in the parameter table are only checked for being finite
+            numbers (the engine reports unknown names).
+        value: The value.
+        where: Where the value came from, for messages (``"--set"``, ``"overrides"``, a file and key).
+        scheduled: The value is a change during a run (regimen inputs may change then).
+        warn: Log a warning when the value is possible but outside the table's plausible range.
+
+    Returns:
+        The value as a float.
+
+    Raises:
+        InvalidValueError: Not a finite number, a constant or regimen input, or outside the domain;
+            the message names the parameter, the value, its domain and the fix.
+    """
+    return _check(_rules(), name, value, where=where, scheduled=scheduled, warn=warn)
+
+
+def _check(rules: Mapping[str, _Rule], name: str, value: object, *, where: str, scheduled: bool, warn: bool) -> float:
+    """:func:`check_value` with the rules already looked up (one dict lookup per value)."""
+    place = f"{where}: " if where else ""
+    number = _number(name, value, place)
+    rule = rules.get(name)
+    if rule is None:
+        return number
+    domain = rule.domain
+    if not _settable(rule, scheduled=scheduled):
+        raise InvalidValueError(_fixed_message(rule, number, place))
+    if not domain.contains(number):
+        raise InvalidValueError(
+            f"{place}{name} = {number:g} {domain.problem(number)}, but {name} ({rule.unit}) is {domain.meaning}; "
+            f"{domain.fix} (plausible range in models/parameters.csv: {rule.lower:g} to {rule.upper:g})"
+        )
+    if warn and rule.lower < rule.upper and not rule.lower <= number <= rule.upper:
+        _warn_outside(rule, number, place)
+    return number
+
+
+def _warn_outside(rule: _Rule, number: float, place: str) -> None:
+    side = "below" if number < rule.lower else "above"
+    with _WARNED_LOCK:
+        if (rule.name, side) in _WARNED:
+            return
+        _WARNED.add((rule.name, side))
+    log.warning(
+        "%s%s = %g is %s the plausible range %g to %g %s in models/parameters.csv; the run goes ahead "
+        "(further values of %s %s that range are not reported)",
+        place,
+        rule.name,
+        number,
+        side,
+        rule.lower,
+        rule.upper,
+        rule.unit,
+        rule.name,
+        side,
+    )
+
+
+def check_values(
+    values: Mapping[str, object], *, where: str, scheduled: bool = False, warn: bool = True
+) -> dict[str, float]:
+    """Check parameter values against their physical domains (see :func:`check_value`).
+
+    This is the call for a sweep's sample row or any other mapping of parameter values.
+
+    Args:
+        values: Parameter id to value.
+        where: Where the values came from, for messages, e.g. ``"samples row 'latin-0042'"``.
+        scheduled: The values are changes during a run.
+        warn: Log a warning for a value outside the table's plausible range.
+
+    Returns:
+        The values as floats, in the same order.
+
+    Raises:
+        InvalidValueError: For the first value that is refused.
+    """
+    rules = _rules()
+    return {
+        name: _check(rules, name, value, where=where, scheduled=scheduled, warn=warn) for name, value in values.items()
+    }
+
+
+def check_columns(
+    columns: Mapping[str, ArrayLike], *, where: str, labels: Sequence[str] | None = None, warn: bool = True
+) -> None:
+    """Check whole columns of parameter values at once (a sweep's sample table), vectorised.
+
+    Args:
+        columns: Parameter id to an array of values (one per sample).
+        where: Where the values came from, e.g. ``"samples"``.
+        labels: Sample labels (e.g. ``sample_id``) used to name the first bad sample; defaults to row numbers.
+        warn: Log a warning (once per parameter) for values outside the table's plausible range.
+
+    Raises:
+        InvalidValueError: Naming the parameter, how many samples are refused, the first of them and its value.
+    """
+    rules = _rules()
+    for name, raw in columns.items():
+        values = np.asarray(raw, dtype=float)
+        rule = rules.get(name)
+        finite = np.isfinite(values)
+        if rule is None:
+            ok = finite
+        elif not _settable(rule, scheduled=False):
+            ok = np.zeros(values.shape, dtype=bool)
+        elif rule.domain.name == SWITCH:
+            ok = (values == 0.0) | (values == 1.0)
+        else:
+            low = values > rule.domain.lower if rule.domain.lower_open else values >= rule.domain.lower
+            ok = finite & low & (values <= rule.domain.upper)
+        if not ok.all():
+            bad = np.flatnonzero(~ok)
+            first = int(bad[0])
+            label = labels[first] if labels is not None else f"row {first}"
+            count = f"{bad.size} of {values.size} samples are refused; the first is "
+            check_value(name, values[first], where=f"{where} ({count}{label})", warn=False)
+            raise InvalidValueError(f"{where}: {name} = {values[first]!r} ({label}) is refused")  # not reached
+        if warn and rule is not None and rule.lower < rule.upper and values.size:
+            low_value, high_value = float(values.min()), float(values.max())
+            if low_value < rule.lower:
+                _warn_outside(rule, low_value, f"{where}: ")
+            if high_value > rule.upper:
+                _warn_outside(rule, high_value, f"{where}: ")
+
+
+def check_combination(parameters: Mapping[str, float], *, fed: bool, where: str = "") -> None:
+    """Check the rules that bound parameters together, so that no route creates mass.
+
+    * ``f_oxo + f_isom <= 1``: the shares of isotretinoin clearance forming 4-oxo-isotretinoin and
+      all-trans RA; the rest, ``1 - f_oxo - f_isom``, is eliminated and cannot be negative.
+    * ``F_fasted * food_factor <= 1`` when the doses are taken with food: the bioavailability of a fed dose.
+
+    Args:
+        parameters: Values set for the run; the table's values stand in for missing names.
+        fed: Doses are taken with food (the regimen's ``fed``, or a ``fed`` of 1 in ``parameters``).
+        where: Context for messages.
+
+    Raises:
+        InvalidValueError: Naming both values, their combination and the fix.
+    """
+    rules = _rules()
+    if not {"f_oxo", "f_isom", "F_fasted", "food_factor"} <= rules.keys():
+        return
+    place = f"{where}: " if where else ""
+    f_oxo = float(parameters.get("f_oxo", rules["f_oxo"].value))
+    f_isom = float(parameters.get("f_isom", rules["f_isom"].value))
+    if f_oxo + f_isom > 1.0 + 1e-12:
+        raise InvalidValueError(
+            f"{place}f_oxo = {f_oxo:g} and f_isom = {f_isom:g} add up to {f_oxo + f_isom:g}, but they are shares "
+            "of one clearance and the eliminated rest (1 - f_oxo - f_isom) would be negative, creating drug; "
+            "choose values with f_oxo + f_isom <= 1"
+        )
+    fed = fed or float(parameters.get("fed", 0.0)) == 1.0
+    f_fasted = float(parameters.get("F_fasted", rules["F_fasted"].value))
+    food = float(parameters.get("food_factor", rules["food_factor"].value))
+    if fed and f_fasted * food > 1.0 + 1e-12:
+        raise InvalidValueError(
+            f"{place}F_fasted = {f_fasted:g} x food_factor = {food:g} gives a fed bioavailability of "
+            f"{f_fasted * food:g}, above 1: more drug would be absorbed than was swallowed; "
+            f"choose F_fasted * food_factor <= 1 (e.g. food_factor <= {1 / f_fasted:.3g} with this F_fasted)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------- run size
+def format_bytes(size: float) -> str:
+    """Return a byte count in words: ``"512 kB"``, ``"3.1 GB"``."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size:.0f} bytes"
+
+
+def output_bytes(rows: float, columns: int) -> float:
+    """Return the memory a run's output takes at its peak, bytes (all the copies a run holds at once)."""
+    return rows * columns * BYTES_PER_VALUE * OUTPUT_COPIES
+
+
+def check_run_size(t_end_d: float, output_step_d: float, *, columns: int, extra_rows: int = 0, where: str = "") -> int:
+    """Check a run's horizon and number of output rows against the limits, before anything runs.
+
+    Args:
+        t_end_d: Simulated time, days (already checked > 0).
+        output_step_d: Output spacing, days (already checked > 0).
+        columns: Columns of the output table.
+        extra_rows: Rows added beyond the regular grid (e.g. the times of scheduled changes).
+        where: Context for messages (e.g. a spec file).
+
+    Returns:
+        The number of output rows the run will have (at most).
+
+    Raises:
+        InvalidValueError: The horizon is above :data:`MAX_T_END_D` or the rows above
+            :data:`MAX_OUTPUT_ROWS`; the message says what the run would cost and how to proceed.
+    """
+    place = f"{where}: " if where else ""
+    if t_end_d > MAX_T_END_D:
+        raise InvalidValueError(
+            f"{place}t_end_d = {t_end_d:g} days ({t_end_d / 365.25:,.4g} years) is longer than the limit of "
+            f"{MAX_T_END_D:,.0f} days (20 years); spermatogenesis takes about 74 days and a course of treatment "
+            "months, so simulate fewer days (e.g. 365)"
+        )
+    ratio = t_end_d / output_step_d
+    if math.isfinite(ratio) and ratio < 1e15:
+        steps = math.floor(ratio + 1e-9)  # output at 0, step, 2 step, ... and at t_end_d itself
+        rows: float = steps + 1 + (steps * output_step_d < t_end_d - 1e-9) + extra_rows
+    else:
+        rows = ratio
+    if rows > MAX_OUTPUT_ROWS:
+        smallest = t_end_d / max(1, MAX_OUTPUT_ROWS - 2 - extra_rows)
+        if rows < 1e15:
+            memory = format_bytes(output_bytes(rows, columns))
+            cost = f"{rows:,.0f} output rows x {columns} columns (about {memory} of memory)"
+        else:
+            cost = f"{rows:.3g} output rows, far more than any computer can hold"
+        raise InvalidValueError(
+            f"{place}t_end_d = {t_end_d:g} d with output_step_d = {output_step_d:g} d would make {cost}; the limit "
+            f"is {MAX_OUTPUT_ROWS:,} rows: use a coarser output step (output_step_d >= {smallest:.3g} d for "
+            f"{t_end_d:g} days) or fewer days"
+        )
+    return int(rows)
