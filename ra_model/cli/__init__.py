@@ -32,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``ra-model``; return the exit code (0 ok, 2 bad input, 1 simulation failure)."""
+    """Run ``ra-model``; return the exit code.
+
+    0 ok; 1 the simulation failed or memory ran out; 2 bad input (names, values, files, paths); 3 an
+    internal error (a bug: one line, the traceback with ``-v``); 130 interrupted.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -45,6 +49,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RAModelError as exc:
         sys.stderr.write(f"ra-model: error: {exc}\n")
         return 1 if isinstance(exc, SimulationFailedError) else 2
+    except OSError as exc:  # an output path that is a file, read-only, on a full disk, ...
+        where = f" {exc.filename}" if exc.filename else ""
+        sys.stderr.write(
+            f"ra-model: error: cannot read or write{where}: {exc.strerror or exc}; "
+            "check the path (--out must be a folder you can write to) and the free disk space\n"
+        )
+        return 2
+    except MemoryError:
+        sys.stderr.write("ra-model: error: out of memory; run fewer days, a coarser output step or fewer samples\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("ra-model: interrupted; finished sweep chunks are kept, rerun with the same --out\n")
+        return 130
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for -v
+        log.info("internal error", exc_info=True)
+        sys.stderr.write(
+            f"ra-model: internal error: {type(exc).__name__}: {exc}; this is a bug in ra_model, please report it "
+            "(rerun with -v to see the traceback)\n"
+        )
+        return 3
 
 
 if __name__ == "__main__":

@@ -195,6 +195,12 @@ def simulate(
         columns=n_columns,
         extra_rows=len(changes),
     )
+    for change in changes:
+        if not isinstance(change, ParameterChange):
+            raise InvalidValueError(
+                f"changes contains {change!r} ({type(change).__name__}); give "
+                "ParameterChange(t_d=..., parameter=..., value=...) objects"
+            )
     for name in (c.parameter for c in changes):  # checked up front: changes apply mid-run
         if name not in engine.defaults:
             raise UnknownNameError("parameter", name, engine.defaults)
@@ -304,6 +310,20 @@ def resolve_scenario(
         InvalidValueError: Bad horizon or step, a run too large, or an override outside its domain.
         RegimenParseError: Regimen text that cannot be parsed.
     """
+    if not isinstance(phenotype, str | Phenotype):
+        raise InvalidValueError(
+            f"phenotype = {phenotype!r} ({type(phenotype).__name__}); give a preset name such as "
+            "'maturation_arrest' or a Phenotype"
+        )
+    if regimen is not None and not isinstance(regimen, str | Regimen):
+        raise InvalidValueError(
+            f"regimen = {regimen!r} ({type(regimen).__name__}); give regimen text such as '20 mg bid for 180 d', "
+            "a Regimen, or None for no drug"
+        )
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise InvalidValueError(
+            f"overrides = {overrides!r} ({type(overrides).__name__}); give a mapping such as {{'cyp26_expr': 2.0}}"
+        )
     preset = get_phenotype(phenotype) if isinstance(phenotype, str) else phenotype
     if isinstance(regimen, str):
         regimen = Regimen.parse(regimen)

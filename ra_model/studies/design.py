@@ -476,6 +476,6 @@ def load_sweep_spec(path: Path, *, reduced: bool = False) -> SweepSpec:
 
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidValueError(f"{path}: cannot read the spec ({exc})") from exc
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidValueError(f"{path}: cannot read the spec ({exc}); save it as UTF-8 TOML") from exc
     return parse_sweep_spec(data, where=str(path), reduced=reduced)
