@@ -15,13 +15,19 @@ Text form (case-insensitive on input, canonical on output)::
 * ``<unit>``: ``mg`` (per administration) or ``mg/kg/day`` (also ``mg/kg/d``),
   the latter needing a body weight option ``, <N> kg``.
 * ``<interval>``: ``od``/``qd`` (24 h), ``bid`` (12 h), ``tid`` (8 h),
-  ``qid`` (6 h), ``every <N> h`` (also ``hr``, ``hours``, or ``d``/``days``)
-  or ``q<N>h``.
+  ``qid`` (6 h), ``q<N>h``, or ``every <N> h`` (also ``q <N> h``; the unit
+  also ``hr``, ``hrs``, ``hour``, ``hours``, or ``d``, ``day``, ``days``).
 * ``<time-unit>`` of a duration: ``d``, ``day``, ``days``; ``w``, ``wk``,
-  ``week``, ``weeks`` (7 d); ``mo``, ``month``, ``months`` (a month is taken
-  as exactly 30 d).
-* ``x <N> doses`` (also ``for <N> doses``) gives the number of doses instead.
-* ``<option>``: ``fed``, ``fasted`` (the default) or a body weight ``<N> kg``.
+  ``wks``, ``week``, ``weeks`` (7 d); ``mo``, ``month``, ``months`` (a month
+  is taken as exactly 30 d).
+* ``x <N> doses`` (also ``× <N> doses``, ``for <N> doses``, ``dose``) gives
+  the whole number of doses instead.
+* ``from day <N>`` (also ``from d <N>``) must come before the options.
+* ``<option>``: ``fed``, ``fasted`` (the default) or a body weight ``<N> kg``
+  (also ``kgs``), each at most once.
+
+Numbers may have a sign, a decimal point and an exponent (``1e-3``). The exact
+words and forms are the table ``_GRAMMAR`` in the "text form" section below.
 
 Canonical output writes the interval as od/bid/tid/qid when it is exactly
 24/12/8/6 h and ``every <N> h`` otherwise, the duration in days (``for N d``),
@@ -43,7 +49,7 @@ import math
 import numbers
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ra_model.errors import InvalidValueError, RegimenParseError
 
@@ -64,36 +70,7 @@ _HOURS_PER_DAY = 24.0
 #: is one dose, not two).
 _WHOLE_NUMBER_RTOL = 1e-9
 
-_NAMED_INTERVALS_H: dict[str, float] = {"od": 24.0, "qd": 24.0, "bid": 12.0, "tid": 8.0, "qid": 6.0}
 _CANONICAL_INTERVAL_NAMES: dict[float, str] = {24.0: "od", 12.0: "bid", 8.0: "tid", 6.0: "qid"}
-
-_FIXED_DOSE_UNITS = frozenset({"mg"})
-_WEIGHT_DOSE_UNITS = frozenset({"mg/kg/day", "mg/kg/d"})
-_INTERVAL_HOUR_UNITS: dict[str, float] = {
-    "h": 1.0,
-    "hr": 1.0,
-    "hrs": 1.0,
-    "hour": 1.0,
-    "hours": 1.0,
-    "d": _HOURS_PER_DAY,
-    "day": _HOURS_PER_DAY,
-    "days": _HOURS_PER_DAY,
-}
-_DURATION_DAY_UNITS: dict[str, float] = {
-    "d": 1.0,
-    "day": 1.0,
-    "days": 1.0,
-    "w": 7.0,
-    "wk": 7.0,
-    "wks": 7.0,
-    "week": 7.0,
-    "weeks": 7.0,
-    "mo": 30.0,
-    "month": 30.0,
-    "months": 30.0,
-}
-_DOSE_COUNT_WORDS = frozenset({"dose", "doses"})
-_TIMES_WORDS = frozenset({"x", "×"})
 
 _VALID_EXAMPLES = (
     "'20 mg bid for 180 d', '0.5 mg/kg/day od for 90 d, 70 kg', '20 mg every 36 h x 10 doses from day 7, fed'"
@@ -344,7 +321,7 @@ class Regimen:
             raise RegimenParseError(
                 f"Regimen.parse expects a str, got {_describe(text)}; valid examples: {_VALID_EXAMPLES}"
             )
-        return _Parser(text).parse()
+        return _parse(text)
 
 
 def _validated_fields(
@@ -445,6 +422,15 @@ def _validated_fields(
     return out
 
 
+# -- the text form: a table of words and forms, read by one loop -------------------------------------------------
+#
+# Text is split into tokens (numbers, words, commas), then read clause by clause in the order of _GRAMMAR. A
+# clause's form is chosen by its first token; each later token must fit its slot, else the error says what
+# the slot expects ("expected an interval unit 'h' ..., got 'x'") with a caret under the token. Each form
+# sets one Regimen field: a word alone gives the value ("bid" = 12 h), a number is multiplied by the factor
+# of its unit word ("2 weeks" = 2 * 7 d). The fields are validated last, with the caret under the number.
+
+
 class _Token(NamedTuple):
     """A lexical token of regimen text."""
 
@@ -473,35 +459,89 @@ def _tokenize(text: str) -> list[_Token]:
     for match in _TOKEN_RE.finditer(text):
         kind = match.lastgroup
         assert kind is not None
-        if kind == "ws":
-            continue
         if kind == "qnh":
             tokens.append(_Token("qnh", match.group("qn"), match.start(), match.end()))
-        else:
+        elif kind != "ws":
             tokens.append(_Token(kind, match.group().lower(), match.start(), match.end()))
     tokens.append(_Token("end", "", len(text), len(text)))
     return tokens
 
 
-@dataclass
-class _Parsed:
-    """Mutable field values collected while parsing (validated afterwards)."""
-
-    dose_mg: float | None = None
-    dose_mg_per_kg_day: float | None = None
-    body_weight_kg: float | None = None
-    interval_h: float = 24.0
-    start_d: float = 0.0
-    duration_d: float | None = None
-    n_doses: int | None = None
-    fed: bool = False
+#: What a word sets: a field and either its value (a word alone, "bid") or the factor on the number
+#: before it (a unit, "weeks"); ``None`` for a word that only opens a form ("every").
+_Meaning = tuple[str, float | bool] | None
 
 
-class _Parser:
-    """Recursive-descent parser for the regimen text form."""
+class _Slot(NamedTuple):
+    """One token of a form: a number, or one of a set of words."""
+
+    what: str  # reported as "expected <what>, got ..." when the token does not fit (unused for a form's first)
+    kind: str  # "num" (any number), "int" (a whole number), "qnh" (as in "q36h") or "word"
+    words: dict[str, _Meaning] = {}  # for "word": the words allowed here and what each sets
+    field: str = ""  # for a number: the field it sets when no word in the form names one
+
+
+def _words(what: str, **fields: dict[str, float | bool]) -> _Slot:
+    """A word slot: ``field={"synonym synonym": value or factor, ...}`` for each field its words set."""
+    meanings: dict[str, _Meaning] = {}
+    for field, values in fields.items():
+        for words, value in values.items():
+            meanings |= dict.fromkeys(words.split(), (field, value))
+    return _Slot(what, "word", meanings)
+
+
+def _opener(words: str) -> _Slot:
+    """A word slot that only opens a form, e.g. ``"every q"``."""
+    return _Slot("", "word", dict.fromkeys(words.split()))
+
+
+# fmt: off
+_NUMBER = _Slot("", "num")
+_QNH = _Slot("", "qnh", field="interval_h")
+_DOSE_UNIT = _words("a unit 'mg' or 'mg/kg/day'", dose_mg={"mg": 1.0}, dose_mg_per_kg_day={"mg/kg/day mg/kg/d": 1.0})
+_NAMED_INTERVAL = _words("", interval_h={"od qd": 24.0, "bid": 12.0, "tid": 8.0, "qid": 6.0})
+_INTERVAL_LENGTH = _Slot("an interval length (a number such as 36, as in 'every 36 h')", "num")
+_INTERVAL_UNIT = _words("an interval unit 'h' (or 'hours', 'd')",
+                        interval_h={"h hr hrs hour hours": 1.0, "d day days": _HOURS_PER_DAY})
+_DOSE_COUNT = _Slot("a whole number of doses (as in 'x 10 doses')", "int")
+_DOSES = _words("'doses' (as in 'x 10 doses')", n_doses={"dose doses": 1})
+_DURATION = _Slot("a duration (a number such as 180, as in 'for 180 d')", "num")
+_DURATION_UNIT = _words("a duration unit: d, days, weeks or months (or 'doses')", n_doses={"dose doses": 1},
+                        duration_d={"d day days": 1.0, "w wk wks week weeks": 7.0, "mo month months": 30.0})
+_DAY = _words("'day' (as in 'from day 14')", start_d={"day d": 1.0})
+_START_DAY = _Slot("a start day (a number such as 14)", "num")
+_FOOD = _words("", fed={"fed": True, "fasted": False})
+_KG = _words("'kg' after a body weight (as in ', 70 kg')", body_weight_kg={"kg kgs": 1.0})
+
+#: The text form, clause by clause in reading order: how often the clause comes, what is expected when no
+#: form of it fits, and its forms (each a tuple of slots, chosen by its first token).
+_GRAMMAR: tuple[tuple[str, str, tuple[tuple[_Slot, ...], ...]], ...] = (
+    ("once", "a dose (a number such as 20)", ((_NUMBER, _DOSE_UNIT),)),
+    ("once", "a dosing interval: od, qd, bid, tid, qid, 'every N h' or 'qNh'",
+     ((_QNH,), (_NAMED_INTERVAL,), (_opener("every q"), _INTERVAL_LENGTH, _INTERVAL_UNIT))),
+    ("once", "'for N d' or 'x N doses'",
+     ((_opener("x ×"), _DOSE_COUNT, _DOSES), (_opener("for"), _DURATION, _DURATION_UNIT))),
+    ("optional", "", ((_opener("from"), _DAY, _START_DAY),)),
+    ("each after ','", "'fed', 'fasted' or a body weight such as '70 kg' after ','", ((_FOOD,), (_NUMBER, _KG))),
+)
+_END = "', fed', ', fasted', ', N kg', 'from day N' or end of text"
+_OPTION_NAMES = {"fed": "fed/fasted", "body_weight_kg": "body weight"}
+_SHOWN_WITH_UNIT = frozenset({"interval_h", "duration_d"})  # carets under "36 h", but under "20" of "20 mg"
+# fmt: on
+
+
+def _fits(slot: _Slot, token: _Token) -> bool:
+    """Whether ``token`` can fill ``slot``."""
+    if slot.kind == "int":
+        return token.kind == "num" and token.value.isdigit()
+    return token.kind == slot.kind and (slot.kind != "word" or token.value in slot.words)
+
+
+class _Reader:
+    """Regimen text as tokens, read left to right; builds errors that point into the text."""
 
     def __init__(self, text: str) -> None:
-        """Tokenize ``text`` and prepare to parse it.
+        """Tokenize ``text``.
 
         Args:
             text: The regimen text.
@@ -509,171 +549,90 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.pos = 0
-        self.spans: dict[str, tuple[int, int]] = {}
 
-    # -- helpers -----------------------------------------------------------------
-
-    def _peek(self) -> _Token:
+    def peek(self) -> _Token:
+        """Return the next token without consuming it."""
         return self.tokens[self.pos]
 
-    def _next(self) -> _Token:
+    def skip_comma(self) -> bool:
+        """Consume the next token if it is a comma; return whether it was."""
+        if self.tokens[self.pos].kind != "comma":
+            return False
+        self.pos += 1
+        return True
+
+    def take(self, slot: _Slot) -> _Token:
+        """Consume the next token, which must fit ``slot``."""
         token = self.tokens[self.pos]
-        if token.kind != "end":
-            self.pos += 1
+        if not _fits(slot, token):
+            raise self.expected(slot.what, token)
+        self.pos += 1
         return token
 
-    def _error(self, message: str, start: int, end: int) -> RegimenParseError:
+    def error(self, message: str, start: int, end: int) -> RegimenParseError:
         """Build a parse error quoting the text with a caret line under ``[start, end)``."""
         shown = "".join(" " if ch.isspace() else ch for ch in self.text)
-        width = max(1, end - start)
-        caret = " " * start + "^" * width
+        caret = " " * start + "^" * max(1, end - start)
         return RegimenParseError(
-            f"cannot parse regimen {self.text!r}: {message}\n"
-            f"    {shown}\n"
-            f"    {caret}\n"
+            f"cannot parse regimen {self.text!r}: {message}\n    {shown}\n    {caret}\n"
             f"valid examples: {_VALID_EXAMPLES}"
         )
 
-    def _expected(self, what: str, token: _Token) -> RegimenParseError:
+    def expected(self, what: str, token: _Token) -> RegimenParseError:
+        """Build the error for ``token`` where ``what`` was expected."""
         got = "end of text" if token.kind == "end" else repr(self.text[token.start : token.end])
-        return self._error(f"expected {what}, got {got}", token.start, token.end)
+        return self.error(f"expected {what}, got {got}", token.start, token.end)
 
-    def _number(self, what: str) -> tuple[float, _Token]:
-        token = self._next()
-        if token.kind != "num":
-            raise self._expected(what, token)
-        return float(token.value), token
+    def value_of(self, form: tuple[_Slot, ...], tokens: list[_Token]) -> tuple[str, float | bool, tuple[int, int]]:
+        """Return the field a form read as ``tokens`` sets, its value and the text span to blame for a bad value."""
+        field, factor, number = "", 1.0, None
+        for slot, token in zip(form, tokens, strict=True):
+            if slot.kind != "word":
+                field, number = slot.field or field, token
+            elif (word := slot.words[token.value]) is not None:
+                field, factor = word
+        if number is None:
+            return field, factor, (tokens[0].start, tokens[-1].end)
+        if field == "n_doses":
+            if not number.value.isdigit():
+                raise self.expected(_DOSE_COUNT.what, number)
+            return field, int(number.value), (number.start, number.end)
+        end = tokens[-1].end if field in _SHOWN_WITH_UNIT else number.end
+        return field, float(number.value) * factor, (number.start, end)
 
-    # -- grammar -----------------------------------------------------------------
 
-    def parse(self) -> Regimen:
-        """Parse the whole text into a :class:`Regimen`.
-
-        Returns:
-            The validated regimen.
-
-        Raises:
-            RegimenParseError: On any syntax or value error.
-        """
-        fields = _Parsed()
-        dose, dose_token = self._number("a dose (a number such as 20)")
-        unit = self._next()
-        if unit.kind == "word" and unit.value in _FIXED_DOSE_UNITS:
-            fields.dose_mg = dose
-            self.spans["dose_mg"] = (dose_token.start, dose_token.end)
-        elif unit.kind == "word" and unit.value in _WEIGHT_DOSE_UNITS:
-            fields.dose_mg_per_kg_day = dose
-            self.spans["dose_mg_per_kg_day"] = (dose_token.start, dose_token.end)
-            self.spans["body_weight_kg"] = (unit.start, unit.end)
-        else:
-            raise self._expected("a unit 'mg' or 'mg/kg/day'", unit)
-
-        fields.interval_h = self._interval()
-        self._extent(fields)
-
-        token = self._peek()
-        if token.kind == "word" and token.value == "from":
-            self._next()
-            day = self._next()
-            if not (day.kind == "word" and day.value in ("day", "d")):
-                raise self._expected("'day' (as in 'from day 14')", day)
-            start, start_token = self._number("a start day (a number such as 14)")
-            fields.start_d = start
-            self.spans["start_d"] = (start_token.start, start_token.end)
-
-        self._options(fields)
-        return self._build(fields)
-
-    def _interval(self) -> float:
-        token = self._next()
-        what = "a dosing interval: od, qd, bid, tid, qid, 'every N h' or 'qNh'"
-        if token.kind == "qnh":
-            self.spans["interval_h"] = (token.start, token.end)
-            return float(token.value)
-        if token.kind != "word":
-            raise self._expected(what, token)
-        if token.value in _NAMED_INTERVALS_H:
-            self.spans["interval_h"] = (token.start, token.end)
-            return _NAMED_INTERVALS_H[token.value]
-        if token.value in ("every", "q"):
-            value, number = self._number("an interval length (a number such as 36, as in 'every 36 h')")
-            unit = self._next()
-            if unit.kind != "word" or unit.value not in _INTERVAL_HOUR_UNITS:
-                raise self._expected("an interval unit 'h' (or 'hours', 'd')", unit)
-            self.spans["interval_h"] = (number.start, unit.end)
-            return value * _INTERVAL_HOUR_UNITS[unit.value]
-        raise self._expected(what, token)
-
-    def _extent(self, fields: _Parsed) -> None:
-        token = self._next()
-        what = "'for N d' or 'x N doses'"
-        if token.kind == "word" and token.value in _TIMES_WORDS:
-            self._dose_count(fields)
-            return
-        if token.kind != "word" or token.value != "for":
-            raise self._expected(what, token)
-        amount, number = self._number("a duration (a number such as 180, as in 'for 180 d')")
-        unit = self._next()
-        if unit.kind == "word" and unit.value in _DOSE_COUNT_WORDS:
-            self.pos -= 2
-            self._dose_count(fields)
-            return
-        if unit.kind != "word" or unit.value not in _DURATION_DAY_UNITS:
-            raise self._expected("a duration unit: d, days, weeks or months (or 'doses')", unit)
-        fields.duration_d = amount * _DURATION_DAY_UNITS[unit.value]
-        self.spans["duration_d"] = (number.start, unit.end)
-
-    def _dose_count(self, fields: _Parsed) -> None:
-        token = self._next()
-        if token.kind != "num" or not token.value.isdigit():
-            raise self._expected("a whole number of doses (as in 'x 10 doses')", token)
-        unit = self._next()
-        if unit.kind != "word" or unit.value not in _DOSE_COUNT_WORDS:
-            raise self._expected("'doses' (as in 'x 10 doses')", unit)
-        fields.n_doses = int(token.value)
-        self.spans["n_doses"] = (token.start, token.end)
-
-    def _options(self, fields: _Parsed) -> None:
-        seen: dict[str, _Token] = {}
-        while True:
-            token = self._next()
-            if token.kind == "end":
-                return
-            if token.kind != "comma":
-                raise self._expected("', fed', ', fasted', ', N kg', 'from day N' or end of text", token)
-            option = self._next()
-            if option.kind == "word" and option.value in ("fed", "fasted"):
-                key = "fed"
-                fields.fed = option.value == "fed"
-                end = option.end
-            elif option.kind == "num":
-                unit = self._next()
-                if unit.kind != "word" or unit.value not in ("kg", "kgs"):
-                    raise self._expected("'kg' after a body weight (as in ', 70 kg')", unit)
-                key = "body_weight_kg"
-                fields.body_weight_kg = float(option.value)
-                self.spans["body_weight_kg"] = (option.start, option.end)
-                end = unit.end
-            else:
-                raise self._expected("'fed', 'fasted' or a body weight such as '70 kg' after ','", option)
-            if key in seen:
-                first = seen[key]
-                raise self._error(
-                    f"{'fed/fasted' if key == 'fed' else 'body weight'} given twice "
-                    f"(first as {self.text[first.start : first.end]!r})",
-                    option.start,
-                    end,
-                )
-            seen[key] = option
-
-    def _build(self, fields: _Parsed) -> Regimen:
-        values = dataclasses.asdict(fields)
-        try:
-            _validated_fields(**values)
-        except _FieldProblemError as problem:
-            start, end = self.spans.get(problem.field_name, (0, len(self.text)))
-            raise self._error(problem.message, start, end) from None
-        return Regimen(**values)
+def _parse(text: str) -> Regimen:
+    """Read regimen text by the table :data:`_GRAMMAR` (see :meth:`Regimen.parse`)."""
+    reader = _Reader(text)
+    values: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(Regimen)}
+    spans: dict[str, tuple[int, int]] = {}
+    for how, what, forms in _GRAMMAR:
+        first: dict[str, _Token] = {}  # field -> where the text first set it (options may not repeat)
+        while how != "each after ','" or reader.skip_comma():
+            form = next((form for form in forms if _fits(form[0], reader.peek())), None)
+            if form is None and how == "optional":
+                break
+            if form is None:
+                raise reader.expected(what, reader.peek())
+            tokens = [reader.take(slot) for slot in form]
+            field, values[field], spans[field] = reader.value_of(form, tokens)
+            if field in first:
+                given = text[first[field].start : first[field].end]
+                message = f"{_OPTION_NAMES[field]} given twice (first as {given!r})"
+                raise reader.error(message, tokens[0].start, tokens[-1].end)
+            first[field] = tokens[0]
+            if field == "dose_mg_per_kg_day":  # a missing body weight is blamed on the unit that needs it
+                spans["body_weight_kg"] = (tokens[-1].start, tokens[-1].end)
+            if how != "each after ','":
+                break
+    if reader.peek().kind != "end":
+        raise reader.expected(_END, reader.peek())
+    try:
+        _validated_fields(**values)
+    except _FieldProblemError as problem:
+        start, end = spans.get(problem.field_name, (0, len(text)))
+        raise reader.error(problem.message, start, end) from None
+    return Regimen(**values)
 
 
 #: Text that means "no drug" wherever a regimen is given as text (scenario files, sweep tables).
@@ -683,9 +642,20 @@ NO_DRUG = "none"
 def parse_optional(text: str) -> Regimen | None:
     """Parse regimen text where "none" (any case) or an empty string means no drug.
 
+    Args:
+        text: Regimen text, e.g. ``"20 mg bid for 180 d"``, or ``"none"``.
+
+    Returns:
+        The regimen, or None for no drug.
+
     Raises:
         RegimenParseError: If the text is neither empty, "none", nor a valid regimen.
     """
+    if not isinstance(text, str):
+        raise RegimenParseError(
+            f"regimen text must be a str, got {_describe(text)}; write {NO_DRUG!r} for no drug, "
+            f"or e.g. {_VALID_EXAMPLES}"
+        )
     text = text.strip()
     if not text or text.lower() == NO_DRUG:
         return None
