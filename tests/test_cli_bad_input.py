@@ -90,3 +90,10 @@ def test_wrong_types_in_the_api_name_the_value_and_the_fix(call: object, named: 
 def test_a_parameter_change_object_is_still_accepted() -> None:
     table = simulate("healthy", None, t_end_d=3, changes=[ParameterChange(t_d=1.0, parameter="cyp26_expr", value=2.0)])
     assert len(table) == 4
+
+
+def test_a_regimen_that_starts_after_the_horizon_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="ra_model"):
+        table = simulate("healthy", "20 mg od for 10 d from day 30", t_end_d=20)
+    assert table["doses_given"].max() == 0
+    assert "no dose is given" in caplog.text and "day 30" in caplog.text

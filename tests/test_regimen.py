@@ -10,7 +10,16 @@ import re
 import pytest
 
 from ra_model.errors import InvalidValueError, RegimenParseError
-from ra_model.model.regimen import MAX_DOSES, NO_DRUG, Regimen, parse_optional
+from ra_model.model.regimen import (
+    MAX_DOSE_MG,
+    MAX_DOSE_MG_PER_KG_DAY,
+    MAX_DOSES,
+    MIN_BODY_WEIGHT_KG,
+    MIN_INTERVAL_H,
+    NO_DRUG,
+    Regimen,
+    parse_optional,
+)
 
 CANONICAL = [
     "20 mg bid for 180 d",
@@ -25,7 +34,7 @@ CANONICAL = [
     "20 mg od x 1 doses",
     "40 mg od for 30 d from day 14",
     "20 mg every 36 h for 60 d from day 7, fed",
-    "20 mg every 0.5 h x 3 doses",
+    "20 mg every 1.5 h x 3 doses",
     "0.1 mg every 2.4 h for 0.1 d from day 0.25",
     "20 mg bid for 10 d, 70 kg",
     "1e-05 mg od for 1 d",
@@ -146,7 +155,7 @@ def test_partial_interval_counts_the_dose_inside_the_period() -> None:
 
 def test_dose_exactly_at_the_end_is_excluded_despite_rounding() -> None:
     assert Regimen(dose_mg=1.0, interval_h=2.4, duration_d=0.1).number_of_doses == 1
-    assert Regimen(dose_mg=1.0, interval_h=0.1, duration_d=0.3).number_of_doses == 72
+    assert Regimen(dose_mg=1.0, interval_h=2.8, duration_d=0.7).number_of_doses == 6  # 16.8 / 2.8 = 5.999...
 
 
 def test_any_positive_duration_includes_the_first_dose() -> None:
@@ -327,7 +336,7 @@ def test_out_of_range_values_in_text(text: str, bad: str, fragment: str) -> None
         ({"dose_mg": 20.0, "n_doses": 2.0}, "n_doses 2.0"),
         ({"dose_mg": 20.0, "n_doses": True}, "n_doses True"),
         ({"dose_mg": 20.0, "n_doses": MAX_DOSES + 1}, "n_doses"),
-        ({"dose_mg": 20.0, "interval_h": 1e-6, "duration_d": 1e3}, "MAX_DOSES"),
+        ({"dose_mg": 20.0, "interval_h": 1.0, "duration_d": 1e5}, "MAX_DOSES"),
         ({"dose_mg": 20.0, "n_doses": 3, "fed": 1}, "fed 1"),
         ({"dose_mg": 20.0, "n_doses": 3, "fed": "yes"}, "fed 'yes'"),
     ],
@@ -362,7 +371,7 @@ def test_invalid_value_error_is_a_value_error() -> None:
         ("20 mg QD for 1 d", "20 mg od for 1 d"),
         ("20 mg TID for 1 d", "20 mg tid for 1 d"),
         ("20 mg q6h for 1 d", "20 mg qid for 1 d"),
-        ("20 mg Q.5H x 2 doses", "20 mg every 0.5 h x 2 doses"),
+        ("20 mg Q1.5H x 2 doses", "20 mg every 1.5 h x 2 doses"),
         ("20 mg q1.h x 2 doses", "20 mg every 1 h x 2 doses"),
         ("20 mg q 36 h for 3 d", "20 mg every 36 h for 3 d"),
         ("20 mg q36hr for 3 d", "20 mg every 36 h for 3 d"),
@@ -474,7 +483,7 @@ def test_near_valid_text_is_refused_at_the_first_bad_token(text: str, fragment: 
         ("20 mg bid for 0 doses", "0", "n_doses 0"),
         ("0.5 mg/kg/d bid for 10 d, fed", "mg/kg/d", "needs a body weight"),
         ("0.5 mg/kg/day bid for 10 d, -70 kg", "-70", "body_weight_kg -70.0"),
-        ("20 mg q0.0001h for 1000 d", "1000 d", "MAX_DOSES"),  # the count is blamed on the duration
+        ("20 mg q1h for 1e5 d", "1e5 d", "MAX_DOSES"),  # the count is blamed on the duration
     ],
 )
 def test_out_of_range_values_point_at_their_number(text: str, bad: str, fragment: str) -> None:
@@ -554,10 +563,22 @@ def _random_spelling(rng: random.Random) -> tuple[str, dict[str, object]]:
     return text, fields
 
 
+def _plausible(fields: dict[str, object]) -> bool:
+    """Whether spelled fields are inside the plausibility bounds (interval, weight-based dose)."""
+    interval = fields["interval_h"]
+    per_kg = fields.get("dose_mg_per_kg_day", 0.0)
+    assert isinstance(interval, float) and isinstance(per_kg, float)
+    return interval >= MIN_INTERVAL_H and per_kg < MAX_DOSE_MG_PER_KG_DAY
+
+
 def test_random_spellings_parse_to_the_fields_they_spell() -> None:
     rng = random.Random(13)
     for _ in range(2000):
         text, fields = _random_spelling(rng)
+        if not _plausible(fields):
+            with pytest.raises(RegimenParseError):
+                Regimen.parse(text)
+            continue
         regimen = Regimen.parse(text)
         assert regimen == Regimen(**fields), text  # type: ignore[arg-type]
         assert Regimen.parse(regimen.to_text()) == regimen, text
@@ -567,10 +588,10 @@ def test_random_regimens_with_extreme_values_round_trip() -> None:
     rng = random.Random(1)
     for _ in range(2000):
         use_duration = rng.random() < 0.5
-        interval = 10 ** rng.uniform(-1, 4)
+        interval = 10 ** rng.uniform(0, 4)
         regimen = Regimen(
-            dose_mg=10 ** rng.uniform(-8, 8),
-            body_weight_kg=rng.choice([None, rng.uniform(1e-6, 499.999)]),
+            dose_mg=10 ** rng.uniform(-8, 2.999),
+            body_weight_kg=rng.choice([None, rng.uniform(MIN_BODY_WEIGHT_KG, 499.999)]),
             interval_h=interval,
             start_d=rng.choice([0.0, 10 ** rng.uniform(-9, 9)]),
             duration_d=interval / 24 * rng.uniform(0.001, 5000) if use_duration else None,
@@ -638,3 +659,35 @@ def test_parse_optional_reads_a_regimen_and_refuses_bad_text() -> None:
 def test_parse_optional_refuses_a_non_string_with_a_parse_error(value: object) -> None:
     with pytest.raises(RegimenParseError, match="must be a str"):
         parse_optional(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("0.5 mg/kg/day od for 10 d, 0.001 kg", "body_weight_kg"),
+        ("1e6 mg bid for 10 d", "dose_mg"),
+        ("20 mg every 0.001 h for 30 d", "interval_h"),
+        ("15 mg/kg/day od for 10 d, 70 kg", "dose_mg_per_kg_day"),
+    ],
+)
+def test_implausible_regimens_are_refused_naming_the_field(text: str, named: str) -> None:
+    with pytest.raises(RegimenParseError) as info:
+        Regimen.parse(text)
+    assert named in str(info.value)
+
+
+def test_the_plausibility_bounds_are_inclusive_where_stated() -> None:
+    assert Regimen(dose_mg=20.0, interval_h=MIN_INTERVAL_H, n_doses=2).interval_h == MIN_INTERVAL_H
+    assert Regimen(dose_mg_per_kg_day=0.5, body_weight_kg=MIN_BODY_WEIGHT_KG, interval_h=24.0, n_doses=1)
+    with pytest.raises(InvalidValueError):
+        Regimen(dose_mg=MAX_DOSE_MG, interval_h=24.0, n_doses=1)
+
+
+def test_a_daily_dose_above_the_label_maximum_is_allowed_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="ra_model"):
+        Regimen.parse("3 mg/kg/day od for 10 d, 70 kg")
+    assert "2 mg/kg/day" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ra_model"):
+        Regimen.parse("20 mg bid for 10 d")
+    assert caplog.text == ""

@@ -330,6 +330,14 @@ def resolve_scenario(
     check_positive_days("t_end_d", t_end_d)
     check_positive_days("output_step_d", output_step_d)
     check_run_size(t_end_d, output_step_d, columns=columns, extra_rows=extra_rows)
+    if regimen is not None and regimen.start_d >= t_end_d:
+        log.warning(
+            "regimen %r starts on day %g, at or after the end of the run (t_end_d = %g): no dose is given; "
+            "lengthen t_end_d or start the regimen earlier",
+            str(regimen),
+            regimen.start_d,
+            t_end_d,
+        )
     user = dict(overrides or {})
     for name in user:
         if name not in engine.defaults:

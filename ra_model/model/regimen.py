@@ -45,6 +45,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import numbers
 import re
@@ -53,10 +54,32 @@ from typing import Any, NamedTuple
 
 from ra_model.errors import InvalidValueError, RegimenParseError
 
+log = logging.getLogger(__name__)
+
 __all__ = ["MAX_BODY_WEIGHT_KG", "MAX_DOSES", "NO_DRUG", "Regimen", "parse_optional"]
 
 #: Body weights at or above this (kg) are rejected as implausible.
 MAX_BODY_WEIGHT_KG = 500.0
+
+#: Body weights below this (kg) are rejected: the model is of an adult man, and ``0.001 kg`` is a typo.
+MIN_BODY_WEIGHT_KG = 20.0
+
+#: Doses per administration at or above this (mg) are rejected: 25 of the largest (40 mg) capsules.
+MAX_DOSE_MG = 1000.0
+
+#: Weight-based doses at or above this (mg/kg/day) are rejected: 5x the highest labelled dose.
+MAX_DOSE_MG_PER_KG_DAY = 10.0
+
+#: Intervals below this (h) are rejected: no oral regimen doses more often than hourly.
+MIN_INTERVAL_H = 1.0
+
+#: Daily doses above this (mg/kg/day) are allowed with a warning: the highest labelled isotretinoin
+#: dose (2 mg/kg/day for severe acne; the NOA trials used about 0.5). A fixed dose is judged at the
+#: regimen's body weight, or at ``REFERENCE_WEIGHT_KG`` when it has none.
+LABEL_MAX_MG_PER_KG_DAY = 2.0
+
+#: Body weight (kg) at which a fixed dose without a weight is judged against the labelled maximum.
+REFERENCE_WEIGHT_KG = 70.0
 
 #: Regimens with more administrations than this are rejected (a guard against
 #: typos such as ``every 0.0001 h`` that would otherwise exhaust memory).
@@ -142,6 +165,7 @@ def _real(
     what: str,
     example: str,
     allow_zero: bool = False,
+    lower: float | None = None,
     upper: float | None = None,
 ) -> float:
     """Check a real-valued field and return it as a float.
@@ -152,6 +176,7 @@ def _real(
         what: Description with unit, e.g. ``"the dosing interval in hours"``.
         example: A valid setting to suggest, e.g. ``"interval_h=12.0"``.
         allow_zero: Accept 0 (otherwise the value must be > 0).
+        lower: Inclusive lower bound above 0, if any (a plausibility bound).
         upper: Exclusive upper bound, if any.
 
     Returns:
@@ -161,6 +186,8 @@ def _real(
         _FieldProblemError: If the value is not a finite real number in range.
     """
     bound = ">= 0" if allow_zero else "> 0"
+    if lower is not None:
+        bound = f">= {_format_number(lower)}"
     if upper is not None:
         bound += f" and < {_format_number(upper)}"
     fix = f"{name} must be a finite number {bound} ({what}), e.g. {example}"
@@ -171,11 +198,36 @@ def _real(
     except (OverflowError, ValueError, TypeError):
         raise _FieldProblemError(name, f"invalid {name} {_describe(value)}: {fix}") from None
     ok = math.isfinite(number) and (number >= 0.0 if allow_zero else number > 0.0)
+    if ok and lower is not None:
+        ok = number >= lower
     if ok and upper is not None:
         ok = number < upper
     if not ok:
         raise _FieldProblemError(name, f"invalid {name} {value!r}: {fix}")
     return number
+
+
+_WARNED_ABOVE_LABEL: set[str] = set()
+
+
+def _warn_above_label(regimen: Regimen) -> None:
+    """Log once per regimen a daily dose above the labelled maximum (allowed: it is physically possible)."""
+    weight = regimen.body_weight_kg or REFERENCE_WEIGHT_KG
+    per_kg_day = regimen.dose_per_administration_mg * (_HOURS_PER_DAY / regimen.interval_h) / weight
+    if per_kg_day <= LABEL_MAX_MG_PER_KG_DAY:
+        return
+    text = regimen.to_text()
+    if text not in _WARNED_ABOVE_LABEL:
+        _WARNED_ABOVE_LABEL.add(text)
+        at = "" if regimen.body_weight_kg else f" at {REFERENCE_WEIGHT_KG:g} kg"
+        log.warning(
+            "regimen %r gives %.3g mg/kg/day%s, above the labelled maximum of %g mg/kg/day; the model has "
+            "no data at such doses",
+            text,
+            per_kg_day,
+            at,
+            LABEL_MAX_MG_PER_KG_DAY,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,6 +285,7 @@ class Regimen:
             raise InvalidValueError(problem.message) from None
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
+        _warn_above_label(self)
 
     @property
     def dose_per_administration_mg(self) -> float:
@@ -364,10 +417,16 @@ def _validated_fields(
             "e.g. dose_mg=20.0, or dose_mg_per_kg_day=0.5 with body_weight_kg=70.0",
         )
     if dose_mg is not None:
-        out["dose_mg"] = _real("dose_mg", dose_mg, what="mg per administration", example="dose_mg=20.0")
+        out["dose_mg"] = _real(
+            "dose_mg", dose_mg, what="mg per administration", example="dose_mg=20.0", upper=MAX_DOSE_MG
+        )
     else:
         out["dose_mg_per_kg_day"] = _real(
-            "dose_mg_per_kg_day", dose_mg_per_kg_day, what="mg/kg/day", example="dose_mg_per_kg_day=0.5"
+            "dose_mg_per_kg_day",
+            dose_mg_per_kg_day,
+            what="mg/kg/day",
+            example="dose_mg_per_kg_day=0.5",
+            upper=MAX_DOSE_MG_PER_KG_DAY,
         )
     if body_weight_kg is None:
         if dose_mg_per_kg_day is not None:
@@ -382,9 +441,12 @@ def _validated_fields(
             body_weight_kg,
             what="body weight in kg",
             example="body_weight_kg=70.0",
+            lower=MIN_BODY_WEIGHT_KG,
             upper=MAX_BODY_WEIGHT_KG,
         )
-    interval = _real("interval_h", interval_h, what="hours between doses", example="interval_h=12.0 for bid")
+    interval = _real(
+        "interval_h", interval_h, what="hours between doses", example="interval_h=12.0 for bid", lower=MIN_INTERVAL_H
+    )
     out["interval_h"] = interval
     out["start_d"] = _real("start_d", start_d, what="day of the first dose", example="start_d=0.0", allow_zero=True)
     if fed is not True and fed is not False:
