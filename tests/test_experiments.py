@@ -267,3 +267,32 @@ def test_population_calibration_runs_tiny_and_writes_back(tmp_path: Path) -> Non
 def test_errors_are_ra_model_errors() -> None:
     assert issubclass(InvalidValueError, RAModelError)
     assert clinical.ResponseRule().consecutive == 2
+
+
+def test_compare_published_keeps_a_count_with_no_simulated_men() -> None:
+    """A published group no man of a cohort belongs to still gets its row (sim_n 0), never silently dropped."""
+    from ra_model.studies.experiments import Published, compare_published
+
+    summary = pd.DataFrame(
+        {
+            "cohort": ["trial", "trial", "virtual"],
+            "group": ["overall", "maturation_arrest", "overall"],
+            "n": [3, 3, 10],
+            "responders": [1, 1, 4],
+            "rate": [1 / 3, 1 / 3, 0.4],
+            "ci_low": [0.06, 0.06, 0.17],
+            "ci_high": [0.79, 0.79, 0.69],
+        }
+    )
+    published = [
+        Published(group="maturation_arrest", responders=6, n=11, source="s"),
+        Published(group="overall", responders=11, n=30, source="s", cohort="virtual"),
+    ]
+    table = compare_published(summary, published)
+    assert list(zip(table["cohort"], table["group"], table["sim_n"], strict=True)) == [
+        ("trial", "maturation_arrest", 3),
+        ("virtual", "maturation_arrest", 0),
+        ("virtual", "overall", 10),
+    ]
+    missing = table.iloc[1]
+    assert np.isnan(missing["sim_rate"]) and not missing["published_in_sim_ci"]

@@ -8,9 +8,12 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from ra_model.studies.experiments import ExperimentResult
 
 log = logging.getLogger("ra_model.cli")
 
@@ -27,18 +30,11 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from ra_model.plots.cohort import close, experiment_figures
-    from ra_model.studies.experiments import load_experiment, run_experiment
-
-    experiment = load_experiment(Path(args.file), reduced=args.reduced)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    sys.stderr.write(f"running {experiment.id} ({experiment.kind}){' at reduced size' if args.reduced else ''}\n")
-    result = run_experiment(experiment, work_dir=out / "sweep", workers=args.workers, progress=not args.no_progress)
+def _write_tables(result: ExperimentResult, out: Path) -> None:
+    """Write a result's tables and provenance (everything but the figures) into ``out``."""
     result.results.to_csv(out / "results.csv", index=False)
     result.summary.to_csv(out / "summary.csv", index=False)
-    summary: dict[str, Any] = {"experiment": experiment.id, "summary": result.summary.to_dict(orient="records")}
+    summary: dict[str, Any] = {"experiment": result.experiment.id, "summary": result.summary.to_dict(orient="records")}
     for name, table in result.tables.items():
         table.to_csv(out / f"{name}.csv", index=False)
         summary[name] = table.to_dict(orient="records")
@@ -46,7 +42,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     (out / "inputs.json").write_text(
         json.dumps(_json_safe(dict(result.inputs)), indent=2, default=str), encoding="utf-8"
     )
-    (out / f"{experiment.id}.toml").write_text(experiment.text, encoding="utf-8")
+    (out / f"{result.experiment.id}.toml").write_text(result.experiment.text, encoding="utf-8")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ra_model.errors import InvalidValueError, SimulationFailedError
+    from ra_model.plots.cohort import close, experiment_figures
+    from ra_model.studies.experiments import ExperimentFailedError, load_experiment, run_experiment
+
+    experiment = load_experiment(Path(args.file), reduced=args.reduced)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidValueError(f"--out {out}: cannot create the output folder ({exc}); give a folder path") from exc
+    sys.stderr.write(f"running {experiment.id} ({experiment.kind}){' at reduced size' if args.reduced else ''}\n")
+    try:
+        result = run_experiment(experiment, work_dir=out / "sweep", workers=args.workers, progress=not args.no_progress)
+    except ExperimentFailedError as exc:  # keep what was computed: every failure, with its inputs
+        _write_tables(exc.partial, out)
+        raise SimulationFailedError(f"{exc}; all are listed in {out / 'failures.csv'}") from exc
+    _write_tables(result, out)  # tables first: a figure that cannot be drawn loses no result
     figures = experiment_figures(result)
     for name, fig in figures.items():
         fig.savefig(out / f"{name}.png", dpi=110)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -13,6 +14,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ra_model.model import columns as C  # noqa: E402
+
+if TYPE_CHECKING:
+    from ra_model.studies.experiments import ExperimentResult
 
 #: Germ-cell stages of the model, as groups of species summed for the stage figure.
 STAGES: dict[str, tuple[str, ...]] = {
@@ -159,11 +163,8 @@ def plot_population_fit(report: pd.DataFrame, trace: pd.DataFrame) -> Figure:
     return fig
 
 
-def experiment_figures(result: object) -> Mapping[str, Figure]:
+def experiment_figures(result: ExperimentResult) -> Mapping[str, Figure]:
     """Draw the figures an experiment asks for; returns figures by file stem."""
-    from ra_model.studies.experiments import ExperimentResult
-
-    assert isinstance(result, ExperimentResult)
     exp = result.experiment
     figures: dict[str, Figure] = {}
     if exp.kind == "single":

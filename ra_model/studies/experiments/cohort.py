@@ -26,18 +26,29 @@ from ra_model.studies.experiments.common import (
     failures,
     inputs_record,
     regimen_for_weight,
+    require_some_success,
     sweep_visits,
 )
-from ra_model.studies.experiments.spec import Experiment, Published, Reader
+from ra_model.studies.experiments.spec import MAX_RUNS, Experiment, Published, Reader
 from ra_model.studies.population import BODY_WEIGHT_KG, HISTOLOGY, PATIENT_INDEX, allocate, check_mix, draw_patients
 
 log = logging.getLogger(__name__)
 
 _PUBLISHED_KEYS = frozenset({"group", "responders", "n", "source", "cohort"})
+#: Most men a published count may have (its interval is computed in 64-bit integers; no trial is bigger).
+MAX_PUBLISHED_N = 10**9
+#: A histology's first screening round draws this many candidates per place (plus 2), before the
+#: eligible share is known; later rounds draw more, up to ``max_screen_factor`` per place.
+FIRST_DRAW_FACTOR = 1.25
+
+
+def first_draw(need: Mapping[str, int]) -> dict[str, int]:
+    """Return the candidates of each histology's first screening round, for ``need`` places."""
+    return {h: (math.ceil(n * FIRST_DRAW_FACTOR) + 2 if n else 0) for h, n in need.items()}
 
 
 def _histology_mix(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
-    pop, out = r.population(data)
+    pop, out = r.population(data, "cohort")
     if ("histology_mix" in pop) == ("phenotype" in pop):
         raise r.fail(
             "population",
@@ -47,39 +58,47 @@ def _histology_mix(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
     if "phenotype" in pop:
         mix = {r.phenotype("population.phenotype", pop["phenotype"]): 1.0}
     else:
-        if not isinstance(pop["histology_mix"], dict):
-            raise r.fail(
-                "population.histology_mix", "is not a table", "write histology_mix = {maturation_arrest = 0.4, ...}"
-            )
-        for name in pop["histology_mix"]:
+        shares = r.table(
+            "population.histology_mix", pop["histology_mix"], "write histology_mix = {maturation_arrest = 0.4, ...}"
+        )
+        for name, share in shares.items():
             r.phenotype(f"population.histology_mix.{name}", name)
+            r.number(f"population.histology_mix.{name}", share, allow_zero=True)
         try:
-            mix = check_mix(pop["histology_mix"], where="histology mix")
+            mix = check_mix(shares, where="histology mix")
         except InvalidValueError as exc:
-            raise r.fail("population.histology_mix", str(exc), "make the shares add up to 1") from exc
+            raise r.fail("population.histology_mix", str(exc), "fix the shares") from exc
     out["histology_mix"] = MappingProxyType(mix)
     return out
 
 
-def _published(r: Reader, data: Mapping[str, Any]) -> tuple[Published, ...]:
-    items = data.get("published", [])
-    if not isinstance(items, list):
-        raise r.fail("published", "is not a list of tables", "write [[published]] blocks")
+def _published(r: Reader, data: Mapping[str, Any], cohorts: Mapping[str, int]) -> tuple[Published, ...]:
+    items = r.items("published", data.get("published", []), "write [[published]] blocks with group, responders, n")
     out = []
     for i, item in enumerate(items):
         where = f"published[{i}]"
-        r.unknown(f"{where}.", set(item), _PUBLISHED_KEYS)
-        n = r.integer(f"{where}.n", item.get("n"))
-        k = r.integer(f"{where}.responders", item.get("responders"), minimum=0)
+        item = r.table(where, item, "write [[published]] blocks with group, responders, n and source")
+        r.unknown(f"{where}.", item, _PUBLISHED_KEYS)
+        n = r.integer(f"{where}.n", item.get("n"), example=30)
+        if n > MAX_PUBLISHED_N:
+            raise r.fail(f"{where}.n", f"{n:,} men is more than any study enrolled", "give the study's count of men")
+        k = r.integer(f"{where}.responders", item.get("responders"), minimum=0, example=11)
         if k > n:
             raise r.fail(f"{where}.responders", f"{k} responders out of {n}", "responders cannot exceed n")
+        cohort = item.get("cohort")
+        if cohort is not None and r.text(f"{where}.cohort", cohort) not in cohorts:
+            raise r.fail(
+                f"{where}.cohort",
+                f"{cohort!r} names no cohort of [cohorts], so nothing would be compared with it",
+                f"use one of {', '.join(map(repr, cohorts))}, or leave cohort out to compare with every cohort",
+            )
         out.append(
             Published(
                 group=r.text(f"{where}.group", item.get("group", "overall")),
                 responders=k,
                 n=n,
                 source=r.text(f"{where}.source", item.get("source", "")),
-                cohort=item.get("cohort"),
+                cohort=cohort,
             )
         )
     return tuple(out)
@@ -96,9 +115,9 @@ def read_cohort(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
         The :class:`~ra_model.studies.experiments.spec.Experiment` fields of the kind.
     """
     t_end = r.number("t_end_d", data.get("t_end_d", 365.0))
-    cohorts = data.get("cohorts")
-    if not isinstance(cohorts, dict) or not cohorts:
-        raise r.fail("cohorts", "is missing or empty", "write [cohorts] with e.g. trial = 30")
+    cohorts = r.table("cohorts", data.get("cohorts"), "write [cohorts] with e.g. trial = 30")
+    if not cohorts:
+        raise r.fail("cohorts", "is empty", "write [cohorts] with e.g. trial = 30")
     sizes = {name: r.integer(f"cohorts.{name}", n) for name, n in cohorts.items()}
     if "regimen" not in data:
         raise r.fail("regimen", "is missing", 'write regimen = "20 mg bid for 180 d"')
@@ -106,12 +125,30 @@ def read_cohort(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
     if "sampling" not in data:
         raise r.fail("sampling", "is missing", "write [sampling] with every_d = 30")
     out = _histology_mix(r, data)
-    published = _published(r, data)
-    for p in published:
+    largest = max(sizes, key=lambda k: sizes[k])
+    runs = sum(first_draw(allocate(out["histology_mix"], sizes[largest])).values())
+    r.runs(
+        f"cohorts.{largest}",
+        sizes[largest],
+        runs=runs,
+        what=f"{sizes[largest]:,} men, each place screening at least {FIRST_DRAW_FACTOR:g} candidates",
+        fix="ask for fewer men (1,000 give a rate within about 3%), or split them into files with different seeds",
+    )
+    published = _published(r, data, sizes)
+    for i, p in enumerate(published):
         if p.group not in ("overall", *out["histology_mix"]):
             raise r.fail(
-                "published.group", f"{p.group!r} is neither 'overall' nor a histology of the mix", "fix the group"
+                f"published[{i}].group",
+                f"{p.group!r} is neither 'overall' nor a histology of the mix",
+                f"use one of {', '.join(map(repr, ('overall', *out['histology_mix'])))}",
             )
+    factor = r.number("max_screen_factor", data.get("max_screen_factor", 20.0))
+    if factor < 1:
+        raise r.fail(
+            "max_screen_factor",
+            f"{factor:g} screens fewer candidates than there are places",
+            "use 1 or more (candidates screened per enrolled man)",
+        )
     return out | dict(
         t_end_d=t_end,
         cohorts=MappingProxyType(sizes),
@@ -120,7 +157,17 @@ def read_cohort(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
         response=r.response(data.get("response", {})),
         published=published,
         seed=r.seed(data),
-        max_screen_factor=r.number("max_screen_factor", data.get("max_screen_factor", 20.0)),
+        max_screen_factor=factor,
+    )
+
+
+def _inputs(exp: Experiment) -> dict[str, Any]:
+    """Return the provenance of a cohort run: the common record plus mix, spreads and visits."""
+    return inputs_record(
+        exp,
+        histology_mix=dict(exp.histology_mix),
+        variability={k: dataclasses.asdict(v) for k, v in exp.population().variability.items()},
+        visit_days=list(exp.visit_days),
     )
 
 
@@ -136,11 +183,15 @@ def enrol(
     Returns:
         One row per candidate: sweep inputs and visit readouts, the responder classification and
         one boolean ``enrolled_<cohort>`` column per cohort.
+
+    Raises:
+        ExperimentFailedError: Every candidate failed to simulate (the error holds the failures table).
     """
     population = exp.population()
     n_max = max(exp.cohorts.values())
     need = allocate(exp.histology_mix, n_max)
-    drawn = {h: (math.ceil(n * 1.25) + 2 if n else 0) for h, n in need.items()}
+    drawn = first_draw(need)
+    inputs = _inputs(exp)
     results: pd.DataFrame | None = None
     while True:
         frames = [
@@ -153,6 +204,7 @@ def enrol(
         samples.attrs["seed"] = exp.seed
         samples.attrs["design"] = f"experiment {exp.id}: histology mix {dict(exp.histology_mix)}"
         raw = sweep_visits(samples, exp, t_end_d=exp.t_end_d, work_dir=work_dir, workers=workers, progress=progress)
+        require_some_success(exp, raw, inputs)
         results = clinical.classify(raw, exp.response, window_d=(0.0, exp.t_end_d))
         short = {}
         for h, n in need.items():
@@ -163,7 +215,12 @@ def enrol(
             break
         grow = False
         for h, (found, n) in short.items():
-            limit = math.ceil(exp.max_screen_factor * n)
+            ok = results.loc[results[HISTOLOGY] == h, "status"] == "ok"
+            if not ok.any():  # more men of a histology whose every man fails would fail too
+                log.warning("%s: all %d candidates failed to simulate; not screening more of them", h, len(ok))
+                continue
+            budget = MAX_RUNS - sum(drawn.values())  # the screening stays within the size limit too
+            limit = min(math.ceil(exp.max_screen_factor * n), drawn[h] + max(budget, 0))
             if drawn[h] >= limit:
                 log.warning("%s: only %d of %d men eligible after screening %d candidates", h, found, n, drawn[h])
                 continue
@@ -184,8 +241,15 @@ def enrol(
     return results
 
 
+#: Simulated columns of a comparison row with no enrolled men (NaN).
+_NAN_SIM = ("rate", "ci_low", "ci_high")
+
+
 def compare_published(summary: pd.DataFrame, published: Sequence[Published]) -> pd.DataFrame:
     """Set each published count beside the simulated rate of the same group, with both intervals.
+
+    A cohort with no enrolled man of the group still gets its row (``sim_n`` 0, rate NaN), so no
+    published count silently drops out of the table.
 
     Returns:
         One row per published count and simulated cohort: ``cohort``, ``group``, simulated
@@ -194,16 +258,16 @@ def compare_published(summary: pd.DataFrame, published: Sequence[Published]) -> 
         ``published_in_sim_ci`` (the published rate inside the simulated 95% interval).
     """
     rows = []
+    cohorts = list(dict.fromkeys(summary["cohort"])) if "cohort" in summary else []
     for p in published:
         low, high = clinical.proportion_ci(p.responders, p.n)
-        sims = summary[summary["group"] == p.group]
-        if p.cohort is not None:
-            sims = sims[sims["cohort"] == p.cohort]
-        for _, s in sims.iterrows():
-            rate = p.responders / p.n
+        rate = p.responders / p.n
+        for cohort in cohorts if p.cohort is None else [p.cohort]:
+            sims = summary[(summary["cohort"] == cohort) & (summary["group"] == p.group)]
+            s = sims.iloc[0] if len(sims) else pd.Series({"responders": 0, "n": 0} | dict.fromkeys(_NAN_SIM, math.nan))
             rows.append(
                 {
-                    "cohort": s["cohort"],
+                    "cohort": cohort,
                     "group": p.group,
                     "sim_responders": int(s["responders"]),
                     "sim_n": int(s["n"]),
@@ -229,6 +293,9 @@ def run_cohort(exp: Experiment, *, work_dir: Path | None, workers: int | None, p
         Results: one row per candidate. Summary: response rates per cohort and histology. Tables:
         ``time_to_response``, ``peak_concentration``, ``failures``, ``screening`` and, with published
         counts, ``comparison``.
+
+    Raises:
+        ExperimentFailedError: Every candidate failed to simulate (the error holds the failures table).
     """
     results = enrol(exp, work_dir=work_dir, workers=workers, progress=progress)
     summaries, curves, peaks = [], [], []
@@ -260,10 +327,5 @@ def run_cohort(exp: Experiment, *, work_dir: Path | None, workers: int | None, p
         results=results,
         summary=summary,
         tables=tables,
-        inputs=inputs_record(
-            exp,
-            histology_mix=dict(exp.histology_mix),
-            variability={k: dataclasses.asdict(v) for k, v in exp.population().variability.items()},
-            visit_days=list(exp.visit_days),
-        ),
+        inputs=_inputs(exp),
     )

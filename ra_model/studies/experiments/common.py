@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from ra_model.engines.simulate import default_engine
+from ra_model.errors import SimulationFailedError
 from ra_model.studies import clinical
 from ra_model.studies.experiments.spec import Experiment
 
@@ -33,6 +34,21 @@ class ExperimentResult:
     summary: pd.DataFrame
     tables: Mapping[str, pd.DataFrame]
     inputs: Mapping[str, Any]
+
+
+class ExperimentFailedError(SimulationFailedError):
+    """Every simulation of a cohort or grid failed, so there is nothing to summarise.
+
+    Attributes:
+        partial: What was computed, for the caller to keep: the sweep table as ``results``, an empty
+            ``summary``, the ``failures`` table (every man, his parameters and the solver's message)
+            and the provenance.
+    """
+
+    def __init__(self, message: str, *, partial: ExperimentResult) -> None:
+        """Keep the message and the partial result."""
+        super().__init__(message)
+        self.partial = partial
 
 
 def inputs_record(experiment: Experiment, **extra: Any) -> dict[str, Any]:
@@ -132,3 +148,45 @@ def failures(results: pd.DataFrame) -> pd.DataFrame:
     failed = results[results["status"] != "ok"]
     keep = [c for c in failed.columns if not c.startswith(f"{clinical.METRIC}.")]
     return failed[keep].reset_index(drop=True)
+
+
+def _inputs_text(row: Mapping[Any, Any]) -> str:
+    """Return a failed man's inputs for a message: ``{cyp26_expr: 1e+300, ...}`` (4 significant digits)."""
+    shown = {
+        str(k): (f"{v:.4g}" if isinstance(v, float) else str(v))
+        for k, v in row.items()
+        if k not in ("status", "message", "sample_id")
+    }
+    return "{" + ", ".join(f"{k}: {v}" for k, v in shown.items()) + "}"
+
+
+def require_some_success(exp: Experiment, raw: pd.DataFrame, inputs: Mapping[str, Any]) -> None:
+    """Stop with the first failure's message when every man of a sweep failed.
+
+    Without it the responder rule would be applied to a table with no visit readouts at all and
+    complain about the visit days, which is not the cause.
+
+    Args:
+        exp: The experiment.
+        raw: The sweep table (:func:`sweep_visits`).
+        inputs: The provenance record, kept in the partial result.
+
+    Raises:
+        ExperimentFailedError: Every row failed; the message names the file, how many men failed, the
+            first one's solver message and his parameters; ``partial`` holds the failures table.
+    """
+    if not len(raw) or (raw["status"] == "ok").any():
+        return
+    table = failures(raw)
+    first = table.iloc[0]
+    message = " ".join(str(first.get("message", "")).split()) or "no message"
+    partial = ExperimentResult(
+        experiment=exp, results=raw, summary=pd.DataFrame(), tables={"failures": table}, inputs=inputs
+    )
+    raise ExperimentFailedError(
+        f"{exp.path}: every man failed to simulate ({len(table)} of {len(raw)}), so there is nothing to "
+        f"summarise; the first, {first['sample_id']}, failed with: {message}; his inputs: "
+        f"{_inputs_text(first.to_dict())}; check the overrides ({dict(exp.overrides) or 'none'}) and the "
+        "parameter values for one the solver cannot handle (every failure is in the failures table)",
+        partial=partial,
+    )

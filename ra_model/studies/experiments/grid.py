@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from ra_model.errors import RAModelError
+from ra_model.model.regimen import parse_optional
 from ra_model.studies import clinical
 from ra_model.studies.experiments.common import (
     ExperimentResult,
@@ -15,10 +17,19 @@ from ra_model.studies.experiments.common import (
     failures,
     inputs_record,
     regimen_for_weight,
+    require_some_success,
     sweep_visits,
 )
-from ra_model.studies.experiments.spec import Experiment, Reader
+from ra_model.studies.experiments.spec import CHECK_WEIGHT_KG, MAX_RUNS, Experiment, Reader
 from ra_model.studies.population import BODY_WEIGHT_KG, HISTOLOGY, draw_patients
+
+
+def _is_regimen(text: str) -> bool:
+    """Return True if a dose text parses as a whole regimen on its own (it already has a duration)."""
+    try:
+        return parse_optional(regimen_for_weight(text, CHECK_WEIGHT_KG)) is not None
+    except RAModelError:
+        return False
 
 
 def read_grid(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -33,35 +44,67 @@ def read_grid(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
     Returns:
         The :class:`~ra_model.studies.experiments.spec.Experiment` fields of the kind.
     """
-    doses = data.get("doses")
-    durations = data.get("durations_d")
-    if not isinstance(doses, list) or not doses:
-        raise r.fail("doses", "is missing or empty", 'write doses = ["10 mg od", "20 mg bid"]')
-    if not isinstance(durations, list) or not durations:
-        raise r.fail("durations_d", "is missing or empty", "write durations_d = [90, 180, 270]")
+    doses = r.items("doses", data.get("doses"), 'write doses = ["10 mg od", "20 mg bid"]')
+    durations = r.items("durations_d", data.get("durations_d"), "write durations_d = [90, 180, 270]")
+    if not doses:
+        raise r.fail("doses", "is empty", 'write doses = ["10 mg od", "20 mg bid"]')
+    if not durations:
+        raise r.fail("durations_d", "is empty", "write durations_d = [90, 180, 270]")
     durations_d = tuple(r.number(f"durations_d[{i}]", d) for i, d in enumerate(durations))
-    for i, dose in enumerate(doses):
-        r.regimen(f"doses[{i}]", f"{r.text(f'doses[{i}]', dose)} for {durations_d[0]:g} d", weight=True)
+    texts = tuple(r.text(f"doses[{i}]", dose).strip() for i, dose in enumerate(doses))
+    for i, text in enumerate(texts):
+        if _is_regimen(text):
+            raise r.fail(
+                f"doses[{i}]",
+                f"{text!r} is a whole regimen, but a grid's durations come from durations_d",
+                "give only the dose and interval, e.g. '20 mg bid'",
+            )
+        r.regimen(f"doses[{i}]", f"{text} for {durations_d[0]:g} d", weight=True)
+    for key, values in (("doses", texts), ("durations_d", tuple(f"{d:g}" for d in durations_d))):
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:  # each arm's men are named by dose and duration, so a repeat would be the same arm twice
+            raise r.fail(key, f"{', '.join(repeated)} appears more than once", "list each value once")
     follow = r.number("follow_up_d", data.get("follow_up_d", 90.0), allow_zero=True)
     t_end = max(durations_d) + follow
     if "sampling" not in data:
         raise r.fail("sampling", "is missing", "write [sampling] with every_d = 30")
-    sampling = dict(data["sampling"])
+    sampling = r.table("sampling", data["sampling"], "write [sampling] with every_d = 30")
     if "last_d" in sampling:
         raise r.fail("sampling.last_d", "is set by durations_d + follow_up_d in a grid", "remove last_d")
-    pop, out = r.population(data)
-    names = pop.get("histologies")
-    if not isinstance(names, list) or not names:
-        raise r.fail("population.histologies", "is missing or empty", 'write histologies = ["maturation_arrest"]')
+    pop, out = r.population(data, "grid")
+    names = r.items("population.histologies", pop.get("histologies"), 'write histologies = ["maturation_arrest"]')
+    if not names:
+        raise r.fail("population.histologies", "is empty", 'write histologies = ["maturation_arrest"]')
     out["histologies"] = tuple(r.phenotype(f"population.histologies[{i}]", n) for i, n in enumerate(names))
+    n_patients = r.integer("n_patients", data.get("n_patients"), example=60)
+    arms = len(out["histologies"]) * len(texts) * len(durations_d)
+    r.runs(
+        "n_patients",
+        n_patients,
+        runs=n_patients * arms,
+        what=(
+            f"{n_patients:,} men x {len(out['histologies'])} histologies x {len(texts)} doses x "
+            f"{len(durations_d)} durations"
+        ),
+        fix=f"use fewer men or a smaller grid (n_patients <= {MAX_RUNS // arms:,} for this grid)",
+    )
+    visit_days = r.sampling(sampling, t_end)
+    shortest = min(durations_d) + follow
+    if not any(0 < d <= shortest + 1e-9 for d in visit_days):
+        raise r.fail(
+            "sampling",
+            f"no visit after baseline falls inside the shortest arm ({min(durations_d):g} days of treatment + "
+            f"{follow:g} days of follow-up), so its response cannot be read",
+            "visit more often (a smaller every_d) or lengthen follow_up_d",
+        )
     return out | dict(
-        doses=tuple(str(d).strip() for d in doses),
+        doses=texts,
         durations_d=durations_d,
         follow_up_d=follow,
         t_end_d=t_end,
-        n_patients=r.integer("n_patients", data.get("n_patients")),
+        n_patients=n_patients,
         seed=r.seed(data),
-        visit_days=r.sampling(sampling, t_end),
+        visit_days=visit_days,
         response=r.response(data.get("response", {})),
     )
 
@@ -74,6 +117,9 @@ def run_grid(exp: Experiment, *, work_dir: Path | None, workers: int | None, pro
     Returns:
         Results: one row per man and arm (``meta_dose``, ``meta_duration_d``). Summary: the response
         rate per histology, dose and duration. Tables: ``failures``.
+
+    Raises:
+        ExperimentFailedError: Every man in every arm failed to simulate (the error holds the failures table).
     """
     population = exp.population()
     frames = []
@@ -91,6 +137,8 @@ def run_grid(exp: Experiment, *, work_dir: Path | None, workers: int | None, pro
     samples.attrs["seed"] = exp.seed
     samples.attrs["design"] = f"experiment {exp.id}: dose x duration grid"
     raw = sweep_visits(samples, exp, t_end_d=exp.t_end_d, work_dir=work_dir, workers=workers, progress=progress)
+    inputs = inputs_record(exp, histologies=list(exp.histologies), visit_days=list(exp.visit_days))
+    require_some_success(exp, raw, inputs)
     parts = []
     for window, group in raw.groupby("meta_duration_d", sort=False):
         end_d = float(window) + exp.follow_up_d  # type: ignore[arg-type]
@@ -107,5 +155,5 @@ def run_grid(exp: Experiment, *, work_dir: Path | None, workers: int | None, pro
         results=results,
         summary=summary,
         tables={"failures": failures(results)},
-        inputs=inputs_record(exp, histologies=list(exp.histologies), visit_days=list(exp.visit_days)),
+        inputs=inputs,
     )

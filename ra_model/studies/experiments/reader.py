@@ -13,7 +13,7 @@ from ra_model.errors import InvalidValueError
 from ra_model.studies.experiments.cohort import read_cohort
 from ra_model.studies.experiments.grid import read_grid
 from ra_model.studies.experiments.single import read_single
-from ra_model.studies.experiments.spec import COMMON_KEYS, FIGURES, KINDS, Experiment, Reader
+from ra_model.studies.experiments.spec import COMMON_KEYS, FIGURES, KINDS, Experiment, Reader, show
 
 
 def experiments_dir() -> Path:
@@ -32,8 +32,9 @@ def load_experiment(path: Path, *, reduced: bool = False) -> Experiment:
         The validated experiment.
 
     Raises:
-        InvalidValueError: Unknown key, bad value, unparseable regimen, histology mix not summing to 1
-            (the message names the file, the key and the fix).
+        InvalidValueError: Unknown key (or another kind's key), bad value or type, unparseable regimen,
+            histology mix not summing to 1, a run too big (:data:`~ra_model.studies.experiments.spec.MAX_RUNS`),
+            a file that is not UTF-8 or not TOML (the message names the file, the key, the value and the fix).
         UnknownNameError: Unknown phenotype or parameter (with close matches).
     """
     path = Path(path)
@@ -41,18 +42,24 @@ def load_experiment(path: Path, *, reduced: bool = False) -> Experiment:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidValueError(f"{path}: cannot read the experiment file ({exc}); check the path") from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise InvalidValueError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start : exc.start + 1]!r} at line {line}, "
+            f"offset {exc.start}); save the file as UTF-8"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidValueError(f"{path}: not valid TOML ({exc}); fix the syntax") from exc
     r = Reader(path)
     kind = data.get("kind", "single")
-    if kind not in KINDS:
-        close = difflib.get_close_matches(str(kind), KINDS, n=1)
+    if not isinstance(kind, str) or kind not in KINDS:
+        close = difflib.get_close_matches(kind, KINDS, n=1) if isinstance(kind, str) else []
         raise r.fail(
             "kind",
-            f"unknown kind {kind!r}",
-            f"use one of {', '.join(KINDS)}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+            f"unknown kind {show(kind)}",
+            f"write kind = one of {', '.join(map(repr, KINDS))}" + (f" (did you mean {close[0]!r}?)" if close else ""),
         )
     if kind == "sensitivity":
         return Experiment(
@@ -64,18 +71,25 @@ def load_experiment(path: Path, *, reduced: bool = False) -> Experiment:
             raw=MappingProxyType(dict(data)),
             reduced=reduced,
         )
-    r.unknown("", set(data), COMMON_KEYS | KINDS[kind])
+    r.unknown("", data, COMMON_KEYS | KINDS[kind], kind=kind, elsewhere=KINDS)
     if "description" not in data:
         raise r.fail("description", "is missing", 'add description = "what the experiment asks"')
-    if reduced and "reduced" in data:
-        extra = data["reduced"]
-        if not isinstance(extra, dict):
-            raise r.fail("reduced", "is not a table", "write [reduced] with the keys to replace")
-        r.unknown("reduced.", set(extra), KINDS[kind] | {"figures"})
-        data = {k: v for k, v in data.items() if k != "reduced"} | extra
+    if "reduced" in data:  # checked even when not applied, so a broken [reduced] is not found only in CI
+        extra = r.table("reduced", data["reduced"], "write [reduced] with the keys to replace")
+        r.unknown("reduced.", extra, KINDS[kind] | {"figures"}, kind=kind, elsewhere=KINDS)
+        if reduced:
+            data = {k: v for k, v in data.items() if k != "reduced"} | extra
+            r.reduced_keys = frozenset(extra)
     figures = data.get("figures", list(FIGURES[kind]))
-    if not isinstance(figures, list) or any(f not in FIGURES[kind] for f in figures):
-        raise r.fail("figures", f"{figures!r} names an unknown figure", f"choose from {', '.join(FIGURES[kind])}")
+    if not isinstance(figures, list):
+        raise r.fail("figures", f"{show(figures)} is not a list", f"write figures = {list(FIGURES[kind])!r}")
+    for i, name in enumerate(figures):
+        if name not in FIGURES[kind]:
+            raise r.fail(
+                f"figures[{i}]",
+                f"{show(name)} is not a figure of a {kind} experiment",
+                f"choose from {', '.join(map(repr, FIGURES[kind])) or 'none (this kind draws no figures)'}",
+            )
     common: dict[str, Any] = dict(
         id=path.stem,
         path=path,
@@ -89,10 +103,18 @@ def load_experiment(path: Path, *, reduced: bool = False) -> Experiment:
         raw=MappingProxyType(dict(data)),
     )
     if kind == "single":
-        return Experiment(**common, **read_single(r, data))
-    if kind == "cohort":
-        return Experiment(**common, **read_cohort(r, data))
-    return Experiment(**common, **read_grid(r, data))
+        fields = read_single(r, data)
+    elif kind == "cohort":
+        fields = read_cohort(r, data)
+    else:
+        fields = read_grid(r, data)
+    r.run_size(
+        fields["t_end_d"],
+        common["output_step_d"],
+        t_key="durations_d" if kind == "grid" else "t_end_d",
+        extra_rows=len(fields.get("changes", ())) + sum(len(run.changes) for run in fields.get("runs", ())),
+    )
+    return Experiment(**common, **fields)
 
 
 def list_experiments(folder: Path | None = None) -> list[Experiment]:

@@ -34,6 +34,8 @@ def run_experiment(
     Raises:
         SimulationFailedError: A ``single`` run failed (cohort members that fail are reported in
             the ``failures`` table instead).
+        ExperimentFailedError: Every man of a cohort or grid failed; its ``partial`` result holds the
+            ``failures`` table for the caller to write.
     """
     if experiment.kind == "single":
         return run_single(experiment)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ra_model.engines.simulate import ParameterChange, simulate
-from ra_model.errors import InvalidValueError
+from ra_model.errors import InvalidValueError, SimulationFailedError
 from ra_model.model import columns as C
 from ra_model.model.regimen import Regimen
 from ra_model.studies import clinical
@@ -39,23 +39,24 @@ def read_single(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
         raise r.fail("regimens", "give either 'regimens' or '[[runs]]'", 'write regimens = ["20 mg bid for 180 d"]')
     runs: list[Run] = []
     if "regimens" in data:
-        if not isinstance(data["regimens"], list) or not data["regimens"]:
-            raise r.fail("regimens", "is not a non-empty list", 'write regimens = ["20 mg bid for 180 d", "none"]')
-        for i, text in enumerate(data["regimens"]):
+        texts = r.items("regimens", data["regimens"], 'write regimens = ["20 mg bid for 180 d", "none"]')
+        if not texts:
+            raise r.fail("regimens", "is empty", 'write regimens = ["20 mg bid for 180 d", "none"]')
+        for i, text in enumerate(texts):
             regimen = r.regimen(f"regimens[{i}]", text)
             runs.append(Run(label=str(regimen) if regimen else "no drug", regimen=regimen))
     else:
-        if not isinstance(data["runs"], list) or not data["runs"]:
-            raise r.fail("runs", "is not a list of tables", "write [[runs]] blocks with label and regimen")
-        for i, item in enumerate(data["runs"]):
+        items = r.items("runs", data["runs"], "write [[runs]] blocks with label and regimen")
+        if not items:
+            raise r.fail("runs", "is empty", "write [[runs]] blocks with label and regimen")
+        for i, item in enumerate(items):
             where = f"runs[{i}]"
-            if not isinstance(item, dict):
-                raise r.fail(where, "is not a table", "write [[runs]] blocks")
-            r.unknown(f"{where}.", set(item), _RUN_KEYS)
+            item = r.table(where, item, "write [[runs]] blocks with label and regimen")
+            r.unknown(f"{where}.", item, _RUN_KEYS)
             regimen = r.regimen(f"{where}.regimen", item.get("regimen", "none"))
             missed = item.get("missed_every")
             if missed is not None:
-                missed = r.integer(f"{where}.missed_every", missed, minimum=2)
+                missed = r.integer(f"{where}.missed_every", missed, minimum=2, example=4)
                 if regimen is None:
                     raise r.fail(f"{where}.missed_every", "needs a regimen", "give the run a regimen")
             label = r.text(f"{where}.label", item.get("label", str(regimen) if regimen else "no drug"))
@@ -71,21 +72,21 @@ def read_single(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
     if len(set(labels)) != len(labels):
         raise r.fail("runs", f"labels repeat: {labels}", "give every run its own label")
     changes = r.changes("changes", data.get("changes", []))
-    for run in runs:
-        for change in (*changes, *run.changes):
+    scheduled = [("changes", changes), *((f"runs[{i}].changes", run.changes) for i, run in enumerate(runs))]
+    for key, group in scheduled:
+        for j, change in enumerate(group):
             if change.t_d >= t_end:
                 raise r.fail(
-                    "changes", f"a change on day {change.t_d:g} is not before t_end_d = {t_end:g}", "lengthen t_end_d"
+                    f"{key}[{j}].t_d",
+                    f"a change on day {change.t_d:g} is not before t_end_d = {t_end:g}",
+                    "lengthen t_end_d or move the change",
                 )
-    include = data.get("include_species", False)
-    if not isinstance(include, bool):
-        raise r.fail("include_species", f"{include!r} is not true/false", "write include_species = true")
     return dict(
         phenotype=r.phenotype("phenotype", data.get("phenotype", "healthy")),
         runs=tuple(runs),
         t_end_d=t_end,
         changes=changes,
-        include_species=include,
+        include_species=r.boolean("include_species", data.get("include_species", False)),
         visit_days=r.sampling(data["sampling"], t_end) if "sampling" in data else (),
     )
 
@@ -157,7 +158,8 @@ def run_single(exp: Experiment) -> ExperimentResult:
         regimen, missed-dose pattern, :func:`run_readouts` and, with visit days, the responder readouts.
 
     Raises:
-        SimulationFailedError: A run failed.
+        SimulationFailedError: A run failed (the message names the file and the run; ``partial`` holds
+            the rows computed before the failure, as ``simulate()`` gives them).
     """
     tables = []
     rows = []
@@ -166,15 +168,20 @@ def run_single(exp: Experiment) -> ExperimentResult:
         if run.missed_every and run.regimen is not None:
             changes += missed_dose_changes(run.regimen, run.missed_every, t_end_d=exp.t_end_d)
         changes.sort(key=lambda c: c.t_d)
-        table = simulate(
-            exp.phenotype,
-            run.regimen,
-            t_end_d=exp.t_end_d,
-            overrides=exp.overrides,
-            changes=changes,
-            output_step_d=exp.output_step_d,
-            include_species=exp.include_species,
-        )
+        try:
+            table = simulate(
+                exp.phenotype,
+                run.regimen,
+                t_end_d=exp.t_end_d,
+                overrides=exp.overrides,
+                changes=changes,
+                output_step_d=exp.output_step_d,
+                include_species=exp.include_species,
+            )
+        except SimulationFailedError as exc:  # name the file and the run; keep the rows computed before
+            err = SimulationFailedError(f"{exp.path}: run {run.label!r}: {exc}")
+            err.partial = getattr(exc, "partial", None)  # type: ignore[attr-defined]
+            raise err from exc
         table.insert(0, "run", run.label)
         tables.append(table)
         row: dict[str, Any] = {"run": run.label, "phenotype": exp.phenotype, "regimen": str(run.regimen or "none")}

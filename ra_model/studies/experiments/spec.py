@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,8 @@ import numpy as np
 
 from ra_model.engines.simulate import ParameterChange
 from ra_model.errors import InvalidValueError, RAModelError, UnknownNameError
+from ra_model.model import columns as C
+from ra_model.model.domain import MAX_OUTPUT_ROWS, MAX_T_END_D, check_value
 from ra_model.model.phenotypes import load_phenotypes
 from ra_model.model.regimen import Regimen, parse_optional
 from ra_model.model.source import read_parameter_table
@@ -79,12 +83,51 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "grid": ("heatmap",),
     "sensitivity": (),
 }
+#: Keys of ``[population]`` each kind reads (a key of the other kind is refused, not ignored).
+POPULATION_KEYS: dict[str, frozenset[str]] = {
+    "cohort": frozenset({"histology_mix", "phenotype", "variability"}),
+    "grid": frozenset({"histologies", "variability"}),
+}
 _CHANGE_KEYS = frozenset({"t_d", "parameter", "value"})
-_POPULATION_KEYS = frozenset({"histology_mix", "phenotype", "histologies", "variability"})
 _SAMPLING_KEYS = frozenset({"visit_days", "every_d", "last_d"})
 _RESPONSE_KEYS = frozenset({"consecutive", "threshold_M_per_mL", "screen"})
 #: Body weight used to check weight-based dose text at load time (each man's own weight is used to run).
 CHECK_WEIGHT_KG = 70.0
+#: Most simulations one cohort or grid file may ask for (men x arms; a cohort's first screening round).
+#: At :data:`RUNS_PER_CORE_S` that is about 14 core-hours (7 hours on 2 cores), already a long run on
+#: one machine; a file asking for more is almost always a typo (1e8 men for 1e3) and would start a
+#: run that never ends. Bigger studies: several files with different seeds, or a cluster.
+MAX_RUNS = 1_000_000
+#: Rough speed of a sweep (one man over about a year, exact path), runs per second per core; used only
+#: to say what a refused run would have cost.
+RUNS_PER_CORE_S = 20.0
+#: Most semen-analysis visits per man (daily for almost three years); more is a typo in ``every_d``.
+MAX_VISITS = 1000
+#: Columns of a time course without species, for the memory estimate of a run's output.
+_TABLE_COLUMNS = 3 + len(C.OBSERVABLES)
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlist = _SHORT.maxdict = 4
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlong = 40
+
+
+def show(value: object) -> str:
+    """Return a value as the file wrote it, shortened for a one-line message (``[1, 2, ...]``)."""
+    return _SHORT.repr(value)
+
+
+def run_cost(runs: int) -> str:
+    """Return what ``runs`` simulations cost in words: ``"2,000,000 simulations, about 28 hours of one core"``."""
+    seconds = runs / RUNS_PER_CORE_S
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            span = f"{seconds / size:,.3g} {unit}"
+            break
+    else:
+        span = f"{seconds:.0f} seconds"
+    return f"{runs:,} simulations, about {span} of one core at ~{RUNS_PER_CORE_S:g} runs/s per core"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,55 +230,134 @@ class Experiment:
 
 
 class Reader:
-    """Validates one file's table, turning every problem into an error naming the file and key."""
+    """Validates one file's table, turning every problem into an error naming the file, key, value and fix."""
 
     def __init__(self, path: Path) -> None:
         """Read values of ``path`` (named in every message; relative paths in it are resolved from its folder)."""
         self.path = path
+        #: Top-level keys whose values came from the applied ``[reduced]`` table (named so in messages).
+        self.reduced_keys: frozenset[str] = frozenset()
+
+    def name(self, key: str) -> str:
+        """Return ``key`` as the file spells it: ``reduced.<key>`` when its value came from ``[reduced]``."""
+        top = re.split(r"[.\[]", key, maxsplit=1)[0]
+        return f"reduced.{key}" if top in self.reduced_keys else key
 
     def fail(self, key: str, problem: str, fix: str) -> InvalidValueError:
         """Return (for the caller to raise) the error for a bad value of ``key``, with the fix."""
-        return InvalidValueError(f"{self.path}: key {key!r}: {problem}; {fix}")
+        return InvalidValueError(f"{self.path}: key {self.name(key)!r}: {problem}; {fix}")
 
-    def unknown(self, where: str, keys: set[str], allowed: set[str] | frozenset[str]) -> None:
-        """Raise for the first key (in sorted order) not in ``allowed``, suggesting the closest allowed one.
+    def unknown(
+        self,
+        where: str,
+        table: Mapping[str, Any],
+        allowed: set[str] | frozenset[str],
+        *,
+        kind: str | None = None,
+        elsewhere: Mapping[str, frozenset[str]] | None = None,
+    ) -> None:
+        """Raise for the first key (in sorted order) of ``table`` not in ``allowed``.
+
+        A key that another kind reads (``elsewhere``: kind to its keys) is named with that kind, so it
+        is refused rather than silently ignored; any other key gets the closest allowed one.
+
+        Args:
+            where: Prefix of the keys in messages (``"runs[0]."``, ``"population."``).
+            table: The keys and their values.
+            allowed: The keys read here.
+            kind: This file's kind (for the message about another kind's key).
+            elsewhere: The keys each kind reads at this place.
 
         Raises:
-            InvalidValueError: A key is not allowed; ``where`` prefixes it in the message (``"runs[0]."``).
+            InvalidValueError: A key is not allowed.
         """
-        for key in sorted(keys - set(allowed)):
+        for key in sorted(set(table) - set(allowed)):
+            owners = [k for k, keys in (elsewhere or {}).items() if key in keys and k != kind]
+            here = f"{self.path}: key {self.name(where + key)!r} (= {show(table[key])})"
+            if owners and kind is not None:
+                raise InvalidValueError(
+                    f"{here} is read by kind {' and '.join(map(repr, owners))}, not by kind {kind!r}, so it "
+                    f"would be ignored; remove it (a {kind} file reads here: {', '.join(sorted(allowed))})"
+                )
             close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.5)
             hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(sorted(allowed))}"
-            raise InvalidValueError(f"{self.path}: unknown key {where}{key!r}; {hint}")
+            raise InvalidValueError(
+                f"{self.path}: unknown key {self.name(where + key)!r} (= {show(table[key])}); {hint}"
+            )
 
     def number(self, key: str, value: object, *, positive: bool = True, allow_zero: bool = False) -> float:
         """Return a finite number (by default > 0; ``allow_zero`` admits 0, ``positive=False`` any sign)."""
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise self.fail(key, f"{value!r} is not a number", "write a number such as 180")
-        if positive and (value < 0 or (value == 0 and not allow_zero)):
-            raise self.fail(key, f"{value!r} must be {'>= 0' if allow_zero else '> 0'}", "use a positive number")
-        return float(value)
+        if value is None:
+            raise self.fail(key, "is missing", "write a number such as 180")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(key, f"{show(value)} is not a number", "write a number such as 180 (no quotes)")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise self.fail(key, f"{show(value)} is too large", "write a realistic number") from None
+        if not math.isfinite(number):
+            raise self.fail(key, f"{show(value)} is not a finite number", "write a number such as 180")
+        if positive and (number < 0 or (number == 0 and not allow_zero)):
+            raise self.fail(key, f"{show(value)} must be {'>= 0' if allow_zero else '> 0'}", "use a positive number")
+        return number
 
-    def integer(self, key: str, value: object, *, minimum: int = 1) -> int:
-        """Return a whole number of at least ``minimum``."""
+    def integer(self, key: str, value: object, *, minimum: int = 1, example: int = 30) -> int:
+        """Return a whole number of at least ``minimum`` (``example`` is shown in the fix)."""
+        if value is None:
+            raise self.fail(key, "is missing", f"write e.g. {key.rsplit('.', 1)[-1]} = {example}")
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(key, f"{value!r} is not a whole number >= {minimum}", f"write e.g. {max(minimum, 30)}")
+            raise self.fail(
+                key,
+                f"{show(value)} is not a whole number >= {minimum}",
+                f"write e.g. {key.rsplit('.', 1)[-1]} = {example} (no quotes)",
+            )
+        return value
+
+    def boolean(self, key: str, value: object) -> bool:
+        """Return a true/false value."""
+        if not isinstance(value, bool):
+            raise self.fail(key, f"{show(value)} is not true/false", f"write {key.rsplit('.', 1)[-1]} = true or false")
         return value
 
     def text(self, key: str, value: object) -> str:
         """Return a string value."""
+        if value is None:
+            raise self.fail(key, "is missing", "write it as text in quotes")
         if not isinstance(value, str):
-            raise self.fail(key, f"{value!r} is not text", "put it in quotes")
+            raise self.fail(key, f"{show(value)} is not text", "put it in quotes")
+        return value
+
+    def table(self, key: str, value: object, fix: str) -> dict[str, Any]:
+        """Return a TOML table (``[key]`` or ``{...}``); ``fix`` says how to write it."""
+        if value is None:
+            raise self.fail(key, "is missing", fix)
+        if not isinstance(value, dict):
+            raise self.fail(key, f"{show(value)} is not a table", fix)
+        return value
+
+    def items(self, key: str, value: object, fix: str) -> list[Any]:
+        """Return a TOML array (``[a, b]``); ``fix`` says how to write it."""
+        if value is None:
+            raise self.fail(key, "is missing", fix)
+        if not isinstance(value, list):
+            raise self.fail(key, f"{show(value)} is not a list", fix)
         return value
 
     def regimen(self, key: str, value: object, *, weight: bool = False) -> Regimen | None:
         """Parse regimen text (None for ``"none"``); ``weight`` checks mg/kg doses at :data:`CHECK_WEIGHT_KG`."""
         text = self.text(key, value).strip()
+        if weight and "mg/kg" in text and re.search(r",\s*[0-9.]+\s*kg\b", text):
+            raise self.fail(
+                key,
+                f"regimen {text!r} gives a body weight, but each man's own weight is used",
+                "remove the ', N kg' part",
+            )
         try:
             return parse_optional(text + (f", {CHECK_WEIGHT_KG:g} kg" if weight and "mg/kg" in text else ""))
         except RAModelError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise self.fail(
-                key, f"regimen {text!r} cannot be parsed ({exc})", "write e.g. '20 mg bid for 180 d'"
+                key, f"regimen {text!r} cannot be parsed ({first})", "write e.g. '20 mg bid for 180 d'"
             ) from exc
 
     def phenotype(self, key: str, value: object) -> str:
@@ -247,105 +369,145 @@ class Reader:
         name = self.text(key, value)
         presets = load_phenotypes()
         if name not in presets:
-            raise UnknownNameError("phenotype", name, presets, where=f"{self.path}, key {key!r}")
+            raise UnknownNameError("phenotype", name, presets, where=f"{self.path}, key {self.name(key)!r}")
         return name
 
     def overrides(self, key: str, value: object) -> dict[str, float]:
-        """Return a table of parameter values (``[overrides]``).
+        """Return a table of parameter values (``[overrides]``), each checked against its physical domain.
 
         Raises:
             UnknownNameError: A name is not a model parameter.
+            InvalidValueError: Not a table, a value that is not a number, or one outside the parameter's
+                domain (:func:`ra_model.model.domain.check_value`).
         """
-        if not isinstance(value, dict):
-            raise self.fail(key, "is not a table", "write [overrides] with lines 'parameter = value'")
+        items = self.table(key, value, "write [overrides] with lines 'parameter = value'")
         table = read_parameter_table()
         out = {}
-        for name, number in value.items():
+        for name, number in items.items():
             if name not in table:
-                raise UnknownNameError("parameter", name, table, where=f"{self.path}, key '{key}.{name}'")
-            out[name] = self.number(f"{key}.{name}", number, allow_zero=True)
+                raise UnknownNameError("parameter", name, table, where=f"{self.path}, key '{self.name(key)}.{name}'")
+            self.number(f"{key}.{name}", number, positive=False)
+            out[name] = check_value(name, number, where=f"{self.path}: key '{self.name(key)}.{name}'")
         return out
 
     def changes(self, key: str, value: object) -> tuple[ParameterChange, ...]:
         """Return a list of scheduled parameter changes (``{t_d, parameter, value}`` tables)."""
-        if not isinstance(value, list):
-            raise self.fail(key, "is not a list", "write changes = [{t_d = 30, parameter = 'p', value = 1.0}]")
+        example = "write changes = [{t_d = 30, parameter = 'p', value = 1.0}]"
+        items = self.items(key, value, example)
         table = read_parameter_table()
         out = []
-        for i, item in enumerate(value):
+        for i, item in enumerate(items):
             where = f"{key}[{i}]"
-            if not isinstance(item, dict):
-                raise self.fail(where, "is not a table", "write {t_d = 30, parameter = 'p', value = 1.0}")
-            self.unknown(f"{where}.", set(item), _CHANGE_KEYS)
+            item = self.table(where, item, "write {t_d = 30, parameter = 'p', value = 1.0}")
+            self.unknown(f"{where}.", item, _CHANGE_KEYS)
             missing = _CHANGE_KEYS - set(item)
             if missing:
-                raise self.fail(where, f"is missing {sorted(missing)}", "give t_d, parameter and value")
+                raise self.fail(where, f"{show(item)} is missing {sorted(missing)}", "give t_d, parameter and value")
             name = self.text(f"{where}.parameter", item["parameter"])
             if name not in table:
-                raise UnknownNameError("parameter", name, table, where=f"{self.path}, key '{where}.parameter'")
-            try:
-                out.append(
-                    ParameterChange(
-                        t_d=self.number(f"{where}.t_d", item["t_d"]),
-                        parameter=name,
-                        value=self.number(f"{where}.value", item["value"], allow_zero=True),
-                    )
+                raise UnknownNameError(
+                    "parameter", name, table, where=f"{self.path}, key '{self.name(where)}.parameter'"
                 )
-            except InvalidValueError as exc:
-                raise self.fail(where, str(exc), "fix the change") from exc
+            t_d = self.number(f"{where}.t_d", item["t_d"])
+            number = self.number(f"{where}.value", item["value"], positive=False)
+            try:
+                out.append(ParameterChange(t_d=t_d, parameter=name, value=number))
+            except InvalidValueError as exc:  # the parameter's domain (ra_model.model.domain)
+                raise self.fail(f"{where}.value", str(exc), "choose a value the parameter can take") from exc
         return tuple(out)
 
     def sampling(self, value: object, t_end_d: float) -> tuple[float, ...]:
-        """Return the semen-analysis days of ``[sampling]``, baseline (0) included, none after ``t_end_d``."""
-        if not isinstance(value, dict):
-            raise self.fail("sampling", "is not a table", "write [sampling] with every_d = 30 or visit_days = [...]")
-        self.unknown("sampling.", set(value), _SAMPLING_KEYS)
-        if "visit_days" in value:
-            if {"every_d", "last_d"} & set(value):
+        """Return the semen-analysis days of ``[sampling]``, baseline (0) included, none after ``t_end_d``.
+
+        At least one visit after baseline is needed (response is read from the visits after day 0),
+        and at most :data:`MAX_VISITS`.
+        """
+        sampling = self.table("sampling", value, "write [sampling] with every_d = 30 or visit_days = [30, 60, 90]")
+        self.unknown("sampling.", sampling, _SAMPLING_KEYS)
+        if "visit_days" in sampling:
+            if {"every_d", "last_d"} & set(sampling):
                 raise self.fail("sampling", "has both visit_days and every_d/last_d", "keep one of the two forms")
-            days = [self.number("sampling.visit_days", d, allow_zero=True) for d in value["visit_days"]]
+            listed = self.items("sampling.visit_days", sampling["visit_days"], "write visit_days = [0, 30, 60, 90]")
+            if len(listed) > MAX_VISITS:
+                raise self.fail(
+                    "sampling.visit_days", f"{len(listed):,} visits", f"give at most {MAX_VISITS:,} visits per man"
+                )
+            days = [self.number(f"sampling.visit_days[{i}]", d, allow_zero=True) for i, d in enumerate(listed)]
         else:
-            every = self.number("sampling.every_d", value.get("every_d", 30.0))
-            last = self.number("sampling.last_d", value.get("last_d", t_end_d))
+            every = self.number("sampling.every_d", sampling.get("every_d", 30.0))
+            last = self.number("sampling.last_d", sampling.get("last_d", t_end_d))
+            count = math.floor(last / every + 1e-9)
+            if count > MAX_VISITS:
+                raise self.fail(
+                    "sampling.every_d",
+                    f"every_d = {every:g} up to day {last:g} makes {count:,} visits",
+                    f"give at most {MAX_VISITS:,} visits per man: visit less often (e.g. every_d = 30)",
+                )
             days = list(np.arange(every, last + 1e-9, every))
         days = sorted({0.0, *(float(d) for d in days)})
         if days[-1] > t_end_d + 1e-9:
             raise self.fail(
                 "sampling", f"a visit on day {days[-1]:g} is after t_end_d = {t_end_d:g}", "lengthen t_end_d"
             )
+        if len(days) < 2:
+            raise self.fail(
+                "sampling",
+                f"{show(sampling)} gives no visit after baseline (day 0), so response cannot be read",
+                "add visits, e.g. every_d = 30",
+            )
         return tuple(days)
 
     def response(self, value: object) -> clinical.ResponseRule:
         """Return the responder rule of ``[response]``."""
-        if not isinstance(value, dict):
-            raise self.fail("response", "is not a table", "write [response] with consecutive = 2")
-        self.unknown("response.", set(value), _RESPONSE_KEYS)
+        rule = self.table("response", value, "write [response] with consecutive = 2")
+        self.unknown("response.", rule, _RESPONSE_KEYS)
+        values: dict[str, Any] = {}
+        if "consecutive" in rule:
+            values["consecutive"] = self.integer("response.consecutive", rule["consecutive"], example=2)
+        if "threshold_M_per_mL" in rule:
+            values["threshold_M_per_mL"] = self.number("response.threshold_M_per_mL", rule["threshold_M_per_mL"])
+        if "screen" in rule:
+            values["screen"] = self.boolean("response.screen", rule["screen"])
         try:
-            return clinical.ResponseRule(**value)
-        except (InvalidValueError, TypeError) as exc:
+            return clinical.ResponseRule(**values)
+        except InvalidValueError as exc:
             raise self.fail("response", str(exc), "fix the rule") from exc
 
-    def population(self, data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def population(self, data: Mapping[str, Any], kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """Check the ``[population]`` table (cohort and grid) and read the key both kinds share.
+
+        Args:
+            data: The file's table.
+            kind: ``cohort`` or ``grid``: a key only the other kind reads is refused, naming that kind.
 
         Returns:
             The table (each kind reads its own keys from it), and the fields read so far:
-            ``variability_file`` if the table names one (relative to the experiment file).
+            ``variability_file`` if the table names one (relative to the experiment file), checked by
+            reading it.
         """
-        pop = data.get("population")
-        if not isinstance(pop, dict):
-            raise self.fail("population", "is missing or not a table", "write [population] with histology_mix = {...}")
-        self.unknown("population.", set(pop), _POPULATION_KEYS)
+        example = "histology_mix = {maturation_arrest = 1.0}" if kind == "cohort" else 'histologies = ["healthy"]'
+        pop = self.table("population", data.get("population"), f"write [population] with {example}")
+        self.unknown("population.", pop, POPULATION_KEYS[kind], kind=kind, elsewhere=POPULATION_KEYS)
         out: dict[str, Any] = {}
         if "variability" in pop:
-            file = Path(self.text("population.variability", pop["variability"]))
-            file = file if file.is_absolute() else (self.path.parent / file)
-            if not file.exists():
+            text = self.text("population.variability", pop["variability"])
+            file = Path(text) if Path(text).is_absolute() else (self.path.parent / text)
+            if not file.is_file():
                 raise self.fail(
                     "population.variability",
-                    f"file {file} does not exist",
+                    f"{text!r}: file {file} does not exist",
                     "give a path relative to the experiment file",
                 )
+            try:
+                load_population(file)
+            except RAModelError as exc:
+                raise self.fail("population.variability", f"{text!r} is not valid: {exc}", "fix that file") from exc
+            except (OSError, ValueError, TypeError, AttributeError) as exc:  # a broken file: say so, never a traceback
+                raise self.fail(
+                    "population.variability",
+                    f"{text!r} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+                    "give a UTF-8 TOML file laid out like models/population.toml",
+                ) from exc
             out["variability_file"] = file
         return pop, out
 
@@ -353,4 +515,44 @@ class Reader:
         """Return the population seed (required by cohort and grid, so a run can be reproduced)."""
         if "seed" not in data:
             raise self.fail("seed", "is missing", "add seed = 2025 so the cohort can be reproduced")
-        return self.integer("seed", data["seed"], minimum=0)
+        return self.integer("seed", data["seed"], minimum=0, example=2025)
+
+    def runs(self, key: str, value: object, runs: int, what: str, fix: str) -> None:
+        """Refuse a cohort or grid above :data:`MAX_RUNS` simulations, saying what it would cost.
+
+        Args:
+            key: The key that sets the size.
+            value: Its value.
+            runs: Simulations the file asks for.
+            what: How ``runs`` follows from the file (``"4 doses x 3 durations x 2 histologies x 60 men"``).
+            fix: How to ask for less.
+        """
+        if runs > MAX_RUNS:
+            raise self.fail(
+                key,
+                f"{show(value)} asks for {what} = {run_cost(runs)}, above the limit of {MAX_RUNS:,} "
+                "simulations per file (MAX_RUNS)",
+                fix,
+            )
+
+    def run_size(self, t_end_d: float, output_step_d: float, *, t_key: str, extra_rows: int = 0) -> None:
+        """Refuse a horizon above 20 years or a run of more output rows than one table may hold.
+
+        The limits are the engine's (:data:`ra_model.model.domain.MAX_T_END_D`, ``MAX_OUTPUT_ROWS``);
+        checked here so the message names the file's keys.
+        """
+        if t_end_d > MAX_T_END_D:
+            raise self.fail(
+                t_key,
+                f"simulates {t_end_d:g} days ({t_end_d / 365.25:,.3g} years), above the limit of {MAX_T_END_D:g} "
+                "days (20 years)",
+                "simulate fewer days: spermatogenesis takes about 74 days and a course months",
+            )
+        rows = t_end_d / output_step_d + 2 + extra_rows
+        if rows > MAX_OUTPUT_ROWS:
+            raise self.fail(
+                "output_step_d",
+                f"{output_step_d:g} d over {t_end_d:g} days makes {rows:,.0f} output rows x {_TABLE_COLUMNS} columns, "
+                f"above the limit of {MAX_OUTPUT_ROWS:,} rows per run",
+                f"use output_step_d >= {t_end_d / (MAX_OUTPUT_ROWS - 2 - extra_rows):.3g}",
+            )
