@@ -53,3 +53,7 @@ class ModelBuildError(RAModelError):
 
 class SimulationFailedError(RAModelError, RuntimeError):
     """The ODE solver failed; the message names the phenotype, regimen and time."""
+
+
+class FolderLockedError(RAModelError):
+    """An output folder is in use by another run; the message names the holder and the way out."""

@@ -15,6 +15,7 @@ from ra_model.engines.simulate import simulate
 from ra_model.engines.splitpath import simulate_split
 from ra_model.errors import InvalidValueError, UnknownNameError
 from ra_model.model import columns as C
+from ra_model.model.source import read_parameter_table
 from ra_model.studies import metrics as M
 from ra_model.studies.metrics import BUILTIN_METRICS, peak_ejaculate_concentration, resolve_metric, responder
 from ra_model.studies.sweep import run_sweep, worker_engine
@@ -151,12 +152,14 @@ def test_resume_refuses_a_folder_from_another_sweep(tmp_path: Path) -> None:
 
 
 def test_failed_samples_are_recorded_not_fatal(tmp_path: Path) -> None:
-    samples = pd.DataFrame({"sample_id": ["good", "bad"], "Km_rdh10": [35.0, -35.0]})
+    # Km_cyp26 = 1e-300 is inside its domain (> 0) but makes CVODE fail (test_domain.py)
+    default = read_parameter_table()["Km_cyp26"].value
+    samples = pd.DataFrame({"sample_id": ["good", "bad"], "Km_cyp26": [default, 1e-300]})
     result = run_sweep(
         samples, metrics=BUILTIN_METRICS, t_end_d=10.0, workers=1, out_dir=tmp_path, progress=False, chunk_size=1
     )
     assert list(result["status"]) == ["ok", "failed"]
-    assert "solver failed" in result["message"].iloc[1]
+    assert "solver failed" in result["message"].iloc[1] and "Km_cyp26" in result["message"].iloc[1]
     assert math.isnan(result["peak_ejaculate_concentration"].iloc[1])
     assert result["responder"].iloc[0] is True or bool(result["responder"].iloc[0])
     assert pd.isna(result["responder"].iloc[1])
@@ -287,3 +290,10 @@ def test_a_grid_sweep_becomes_an_array_with_one_dimension_per_parameter(tmp_path
         to_xarray(scattered)
     with pytest.raises(InvalidValueError, match="no column 'cyp26_exp'"):
         to_xarray(table, parameters=["cyp26_exp"])
+
+
+def test_a_sample_outside_its_physical_domain_refuses_the_sweep() -> None:
+    samples = pd.DataFrame({"sample_id": ["good", "bad"], "Km_rdh10": [35.0, -35.0]})
+    with pytest.raises(InvalidValueError, match="Km_rdh10") as info:
+        run_sweep(samples, metrics=BUILTIN_METRICS, t_end_d=10.0, workers=1, progress=False)
+    assert "the first is bad" in str(info.value)

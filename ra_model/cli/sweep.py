@@ -31,6 +31,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         t_end_d=spec.t_end_d,
         output_step_d=spec.output_step_d,
         out_dir=out / "chunks",
+        fresh=args.fresh,
         workers=args.workers,
         client=args.scheduler,
         fast=spec.fast or args.fast,
@@ -68,6 +69,7 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.quiet,
         where=str(path),
+        fresh=args.fresh,
     )
     indices = summary.pop("indices")
     figures = index_figures(indices, title=summary["title"])
@@ -97,6 +99,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument("--workers", type=int, default=None, help="local worker processes (default: all cores)")
         p.add_argument("--reduced", action="store_true", help="use the spec's n_reduced (a quick run)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument(
+            "--fresh",
+            action="store_true",
+            help="start over: move earlier results in OUT/chunks into OUT/chunks/replaced-<UTC time>/ "
+            "(needed when the spec's settings changed; nothing is deleted)",
+        )
         if name == "sweep":
             p.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:port)")
             p.add_argument("--fast", action="store_true", help="use the fast path (see README, Performance)")

@@ -50,6 +50,7 @@ from ra_model.engines.simulate import (
     dose_plan,
     output_grid_d,
     resolve_scenario,
+    run_context,
     steady_state_amounts,
 )
 from ra_model.errors import ModelBuildError, SimulationFailedError, UnknownNameError
@@ -720,7 +721,7 @@ def prepare_split_run(
     parameters = preset.resolve(full.defaults) | user
     core_parameters = {k: v for k, v in parameters.items() if k in core.defaults}
     start = dict(full.initial_amounts) | dict(preset.initial_amounts)
-    context = f"phenotype {preset.name!r}, regimen {str(parsed) if parsed else 'none'!r} ({path})"
+    context = f"{run_context(preset.name, parsed, user)} ({path})"
     try:
         steady = steady_state_amounts(core, core_parameters, {s: start[s] for s in core.species_ids})
     except SimulationFailedError as exc:

@@ -133,8 +133,19 @@ def clean_amounts(amounts: Mapping[str, float], *, atol: float) -> dict[str, flo
 
     CVODE leaves values below its absolute tolerance in drained pools (e.g. -1e-68 nmol in the gut);
     they are zero to the solver, and ``Engine.set_amounts`` rejects anything negative.
+
+    Raises:
+        SimulationFailedError: An amount is more negative than the tolerance: the solver went wrong.
     """
-    return {k: (0.0 if -atol < v < 0.0 else v) for k, v in amounts.items()}
+    wrong = {k: v for k, v in amounts.items() if v <= -atol}
+    if wrong:
+        name, value = next(iter(wrong.items()))
+        raise SimulationFailedError(
+            f"the solver failed: species {name!r} reached a negative amount ({value:.3g}; {len(wrong)} species "
+            "below zero); the parameter values make the system numerically unstable, check them against "
+            "their plausible ranges (ra-model parameters)"
+        )
+    return {k: (0.0 if v < 0.0 else v) for k, v in amounts.items()}
 
 
 def simulate(

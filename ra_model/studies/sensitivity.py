@@ -167,6 +167,7 @@ def global_sensitivity(
     client: distributed.Client | str | None = None,
     fast: bool = False,
     out_dir: Path | None = None,
+    fresh: bool = False,
     progress: bool = True,
 ) -> GlobalSensitivity:
     """Run a Sobol or Morris design through the sweep engine and analyse every metric column.
@@ -187,7 +188,8 @@ def global_sensitivity(
         workers: Local worker processes (see ``run_sweep``).
         client: Dask client or scheduler address.
         fast: Use the sweep fast path.
-        out_dir: Folder for the sweep's chunks (resumable).
+        out_dir: Folder for the sweep's chunks (resumable, see ``run_sweep``).
+        fresh: Set ``out_dir``'s earlier results aside and start over (see ``run_sweep``).
         progress: Show a progress bar.
 
     Raises:
@@ -204,6 +206,7 @@ def global_sensitivity(
         t_end_d=t_end_d,
         output_step_d=output_step_d,
         out_dir=out_dir,
+        fresh=fresh,
         workers=workers,
         client=client,
         fast=fast,
@@ -327,6 +330,7 @@ def run_sensitivity_experiment(
     workers: int | None = None,
     progress: bool = True,
     where: str = "sensitivity spec",
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Run a ``kind = "sensitivity"`` spec: the design, the sweep, the indices and a ranking.
 
@@ -340,6 +344,7 @@ def run_sensitivity_experiment(
         workers: Local worker processes.
         progress: Show a progress bar.
         where: The file name for messages.
+        fresh: Set the earlier results in ``out_dir / "chunks"`` aside and start over (see ``run_sweep``).
 
     Returns:
         A summary: ``title`` (phenotype and regimen), ``method``, ``n_runs``, ``rank_by``, ``ranking``
@@ -368,6 +373,7 @@ def run_sensitivity_experiment(
         workers=workers,
         fast=parsed.fast,
         out_dir=out_dir / "chunks" if out_dir is not None else None,
+        fresh=fresh,
         progress=progress,
     )
     rank_by = parsed.rank_by or parsed.metrics[0]
@@ -401,10 +407,12 @@ def run_sensitivity_file(
     workers: int | None = None,
     progress: bool = True,
     reduced: bool = False,
+    fresh: bool = False,
 ) -> pd.DataFrame:
     """Run a sensitivity spec file (the hook ``ra-model run`` calls); return the index table, ranked.
 
-    The table gains a ``rank`` column (1 = most influential on ``rank_by``).
+    The table gains a ``rank`` column (1 = most influential on ``rank_by``); ``fresh`` starts the
+    folder's sweep over (see ``run_sweep``).
     """
     import tomllib
 
@@ -413,7 +421,7 @@ def run_sensitivity_file(
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise InvalidValueError(f"{path}: cannot read the spec ({exc})") from exc
     summary = run_sensitivity_experiment(
-        data, out_dir=out_dir, reduced=reduced, workers=workers, progress=progress, where=str(path)
+        data, out_dir=out_dir, reduced=reduced, workers=workers, progress=progress, where=str(path), fresh=fresh
     )
     indices: pd.DataFrame = summary["indices"].copy()
     rank = {p: i + 1 for i, p in enumerate(summary["ranking"])}
