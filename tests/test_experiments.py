@@ -296,3 +296,29 @@ def test_compare_published_keeps_a_count_with_no_simulated_men() -> None:
     ]
     missing = table.iloc[1]
     assert np.isnan(missing["sim_rate"]) and not missing["published_in_sim_ci"]
+
+
+def test_a_changed_experiment_into_the_same_out_is_refused_until_fresh(tmp_path: Path, capsys) -> None:
+    """Issue 14's repro: the regimen edited to one 1 mg dose must not return the 20 mg bid responders."""
+    original = tmp_path / "jessup.toml"
+    shutil.copy(EXPERIMENTS / "jessup2025.toml", original)
+    changed = tmp_path / "jessup_1mg.toml"
+    changed.write_text(
+        original.read_text(encoding="utf-8").replace('regimen = "20 mg bid for 180 d"', 'regimen = "1 mg od x 1 doses"'),
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    common = ["--out", str(out), "--reduced", "--workers", "1", "--no-progress"]
+    assert main(["run", str(original), *common]) == 0
+    first = pd.read_csv(out / "summary.csv")
+    capsys.readouterr()
+    assert main(["run", str(changed), *common]) == 2
+    err = capsys.readouterr().err
+    assert "--fresh" in err and "Traceback" not in err
+    assert main(["run", str(changed), *common, "--fresh"]) == 0
+    again = pd.read_csv(out / "summary.csv")
+    alone = tmp_path / "alone"
+    assert main(["run", str(changed), "--out", str(alone), "--reduced", "--workers", "1", "--no-progress"]) == 0
+    pd.testing.assert_frame_equal(again, pd.read_csv(alone / "summary.csv"))
+    assert first["responders"].sum() > 0 and again["responders"].sum() == 0  # one 1 mg dose restarts nobody
+    assert list(out.glob("sweep/replaced-*"))  # the old results were set aside, not deleted

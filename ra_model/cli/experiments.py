@@ -58,7 +58,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise InvalidValueError(f"--out {out}: cannot create the output folder ({exc}); give a folder path") from exc
     sys.stderr.write(f"running {experiment.id} ({experiment.kind}){' at reduced size' if args.reduced else ''}\n")
     try:
-        result = run_experiment(experiment, work_dir=out / "sweep", workers=args.workers, progress=not args.no_progress)
+        result = run_experiment(
+            experiment, work_dir=out / "sweep", workers=args.workers, progress=not args.no_progress, fresh=args.fresh
+        )
     except ExperimentFailedError as exc:  # keep what was computed: every failure, with its inputs
         _write_tables(exc.partial, out)
         raise SimulationFailedError(f"{exc}; all are listed in {out / 'failures.csv'}") from exc
@@ -130,6 +132,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--reduced", action="store_true", help="use the file's [reduced] table (quick run)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="set the earlier results in --out aside (into a replaced-<time> folder) instead of resuming",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(

@@ -172,7 +172,12 @@ def _inputs(exp: Experiment) -> dict[str, Any]:
 
 
 def enrol(
-    exp: Experiment, *, work_dir: Path | None = None, workers: int | None = None, progress: bool = True
+    exp: Experiment,
+    *,
+    work_dir: Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    fresh: bool = False,
 ) -> pd.DataFrame:
     """Screen virtual men of each histology until every cohort is filled, treating each candidate.
 
@@ -203,7 +208,10 @@ def enrol(
         samples["regimen"] = [regimen_for_weight(exp.regimen, w) for w in samples[BODY_WEIGHT_KG]]
         samples.attrs["seed"] = exp.seed
         samples.attrs["design"] = f"experiment {exp.id}: histology mix {dict(exp.histology_mix)}"
-        raw = sweep_visits(samples, exp, t_end_d=exp.t_end_d, work_dir=work_dir, workers=workers, progress=progress)
+        raw = sweep_visits(
+            samples, exp, t_end_d=exp.t_end_d, work_dir=work_dir, workers=workers, progress=progress, fresh=fresh
+        )
+        fresh = False  # later screening rounds add men to this round's results
         require_some_success(exp, raw, inputs)
         results = clinical.classify(raw, exp.response, window_d=(0.0, exp.t_end_d))
         short = {}
@@ -286,7 +294,9 @@ def compare_published(summary: pd.DataFrame, published: Sequence[Published]) -> 
     return pd.DataFrame(rows)
 
 
-def run_cohort(exp: Experiment, *, work_dir: Path | None, workers: int | None, progress: bool) -> ExperimentResult:
+def run_cohort(
+    exp: Experiment, *, work_dir: Path | None, workers: int | None, progress: bool, fresh: bool = False
+) -> ExperimentResult:
     """Enrol and treat the cohorts of a ``cohort`` experiment (:func:`enrol`) and summarise them.
 
     Returns:
@@ -297,7 +307,7 @@ def run_cohort(exp: Experiment, *, work_dir: Path | None, workers: int | None, p
     Raises:
         ExperimentFailedError: Every candidate failed to simulate (the error holds the failures table).
     """
-    results = enrol(exp, work_dir=work_dir, workers=workers, progress=progress)
+    results = enrol(exp, work_dir=work_dir, workers=workers, progress=progress, fresh=fresh)
     summaries, curves, peaks = [], [], []
     for name in exp.cohorts:
         enrolled = results[results[f"enrolled_{name}"]]

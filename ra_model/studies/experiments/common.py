@@ -105,6 +105,7 @@ def sweep_visits(
     work_dir: Path | None,
     workers: int | None,
     progress: bool,
+    fresh: bool = False,
 ) -> pd.DataFrame:
     """Simulate every man of a samples table and read his semen analyses at the experiment's visits.
 
@@ -115,6 +116,7 @@ def sweep_visits(
         work_dir: Folder for the sweep's Parquet chunks (rerunning resumes); None keeps nothing.
         workers: Worker processes (None = all cores, 1 = this process).
         progress: Show the sweep's progress bar.
+        fresh: Set earlier results in ``work_dir`` aside instead of resuming from them.
 
     Returns:
         The sweep table (:func:`ra_model.studies.sweep.run_sweep`) with the visit readouts in
@@ -132,6 +134,7 @@ def sweep_visits(
         out_dir=work_dir,
         workers=workers,
         progress=progress,
+        fresh=fresh,
     )
 
 

@@ -109,7 +109,9 @@ def read_grid(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-def run_grid(exp: Experiment, *, work_dir: Path | None, workers: int | None, progress: bool) -> ExperimentResult:
+def run_grid(
+    exp: Experiment, *, work_dir: Path | None, workers: int | None, progress: bool, fresh: bool = False
+) -> ExperimentResult:
     """Treat the same men of each histology with every dose for every duration, in one sweep.
 
     Each arm is classified over its own window: treatment plus ``follow_up_d``.
@@ -136,7 +138,9 @@ def run_grid(exp: Experiment, *, work_dir: Path | None, workers: int | None, pro
     samples = apply_overrides(pd.concat(frames, ignore_index=True), exp.overrides)
     samples.attrs["seed"] = exp.seed
     samples.attrs["design"] = f"experiment {exp.id}: dose x duration grid"
-    raw = sweep_visits(samples, exp, t_end_d=exp.t_end_d, work_dir=work_dir, workers=workers, progress=progress)
+    raw = sweep_visits(
+        samples, exp, t_end_d=exp.t_end_d, work_dir=work_dir, workers=workers, progress=progress, fresh=fresh
+    )
     inputs = inputs_record(exp, histologies=list(exp.histologies), visit_days=list(exp.visit_days))
     require_some_success(exp, raw, inputs)
     parts = []

@@ -14,13 +14,15 @@ from ra_model.studies.experiments.common import ExperimentResult, inputs_record
 from ra_model.studies.experiments.spec import Experiment
 
 
-def run_sensitivity(exp: Experiment, *, work_dir: Path | None, workers: int | None, progress: bool) -> ExperimentResult:
+def run_sensitivity(
+    exp: Experiment, *, work_dir: Path | None, workers: int | None, progress: bool, fresh: bool = False
+) -> ExperimentResult:
     """Run a ``sensitivity`` experiment through ``ra_model.studies.sensitivity.run_sensitivity_file``.
 
     Returns:
         Results and summary: the same index table, with a ``rank`` column (1 = most influential).
     """
     table = sensitivity.run_sensitivity_file(
-        exp.path, out_dir=work_dir, workers=workers, progress=progress, reduced=exp.reduced
+        exp.path, out_dir=work_dir, workers=workers, progress=progress, reduced=exp.reduced, fresh=fresh
     )
     return ExperimentResult(experiment=exp, results=table, summary=table, tables={}, inputs=inputs_record(exp))
