@@ -303,10 +303,9 @@ def test_a_changed_experiment_into_the_same_out_is_refused_until_fresh(tmp_path:
     original = tmp_path / "jessup.toml"
     shutil.copy(EXPERIMENTS / "jessup2025.toml", original)
     changed = tmp_path / "jessup_1mg.toml"
-    changed.write_text(
-        original.read_text(encoding="utf-8").replace('regimen = "20 mg bid for 180 d"', 'regimen = "1 mg od x 1 doses"'),
-        encoding="utf-8",
-    )
+    text = original.read_text(encoding="utf-8")
+    text = text.replace('regimen = "20 mg bid for 180 d"', 'regimen = "1 mg od x 1 doses"')
+    changed.write_text(text, encoding="utf-8")
     out = tmp_path / "out"
     common = ["--out", str(out), "--reduced", "--workers", "1", "--no-progress"]
     assert main(["run", str(original), *common]) == 0

@@ -355,7 +355,7 @@ def parse_sweep_spec(data: Mapping[str, Any], *, where: str, reduced: bool = Fal
     """
     from ra_model.model.phenotypes import load_phenotypes
     from ra_model.model.regimen import parse_optional
-    from ra_model.studies.metrics import resolve_metric
+    from ra_model.studies.metrics import check_metric_name
 
     unknown = set(data) - SPEC_KEYS
     if unknown:
@@ -379,12 +379,22 @@ def parse_sweep_spec(data: Mapping[str, Any], *, where: str, reduced: bool = Fal
         if value == "default" or value == []:
             rng = default_ranges([name], table=table)[0]
         elif isinstance(value, list) and len(value) == 2:
-            rng = ParameterRange(name=name, lower=float(value[0]), upper=float(value[1]))
+            rng = ParameterRange(
+                name=name,
+                lower=_number(value[0], where=f"{where}, key {key}"),
+                upper=_number(value[1], where=f"{where}, key {key}"),
+            )
         elif (
             isinstance(value, Mapping) and {"lower", "upper"} <= set(value) and set(value) <= {"lower", "upper", "log"}
         ):
+            log_scale = value.get("log", False)
+            if not isinstance(log_scale, bool):
+                raise InvalidValueError(f"{where}, key {key}.log: {log_scale!r}; write true or false")
             rng = ParameterRange(
-                name=name, lower=float(value["lower"]), upper=float(value["upper"]), log=bool(value.get("log", False))
+                name=name,
+                lower=_number(value["lower"], where=f"{where}, key {key}.lower"),
+                upper=_number(value["upper"], where=f"{where}, key {key}.upper"),
+                log=log_scale,
             )
         else:
             raise InvalidValueError(
@@ -431,7 +441,7 @@ def parse_sweep_spec(data: Mapping[str, Any], *, where: str, reduced: bool = Fal
             "e.g. ['responder', 'peak_ejaculate_concentration']"
         )
     for name in metrics:
-        resolve_metric(name, where=f"{where}, key metrics")
+        check_metric_name(name, where=f"{where}, key metrics")  # syntax only: reading a file runs no code
     fixed = data.get("fixed", {})
     if not isinstance(fixed, Mapping):
         raise InvalidValueError(f"{where}, key fixed: give a table of parameter = value")
@@ -442,7 +452,11 @@ def parse_sweep_spec(data: Mapping[str, Any], *, where: str, reduced: bool = Fal
     fill_raw = data.get("fill_nan", {})
     if not isinstance(fill_raw, Mapping):
         raise InvalidValueError(f"{where}, key fill_nan: give a table of metric = value or 't_end_d'")
-    fill = {k: float(t_end_d) if v == "t_end_d" else float(v) for k, v in fill_raw.items()}
+    fill = {}
+    for name, value in fill_raw.items():
+        if name not in metrics:
+            raise InvalidValueError(f"{where}, key fill_nan.{name}: not one of the metrics {metrics}")
+        fill[name] = float(t_end_d) if value == "t_end_d" else _number(value, where=f"{where}, key fill_nan.{name}")
     rank_by = data.get("rank_by")
     if rank_by is not None and rank_by not in metrics:
         raise InvalidValueError(f"{where}, key rank_by: {rank_by!r} is not one of the metrics {metrics}")
@@ -466,16 +480,31 @@ def parse_sweep_spec(data: Mapping[str, Any], *, where: str, reduced: bool = Fal
     )
 
 
+def _number(value: object, *, where: str) -> float:
+    """Return a spec value as a float, or say which key holds a non-number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidValueError(f"{where}: {value!r} is not a number; write a number such as 2.5")
+    return float(value)
+
+
+def read_spec(path: Path) -> dict[str, Any]:
+    """Read a sweep or sensitivity spec file (TOML) into its key/value table, without checking the keys.
+
+    Raises:
+        InvalidValueError: A missing or unreadable file, text that is not UTF-8, or a TOML syntax error.
+    """
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidValueError(f"{path}: cannot read the spec ({exc}); give a UTF-8 TOML file") from exc
+
+
 def load_sweep_spec(path: Path, *, reduced: bool = False) -> SweepSpec:
     """Read and validate a sweep or sensitivity spec file (TOML).
 
     Raises:
         InvalidValueError: Unreadable or invalid TOML, or a bad key (the message names file and key).
     """
-    import tomllib
-
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidValueError(f"{path}: cannot read the spec ({exc}); save it as UTF-8 TOML") from exc
-    return parse_sweep_spec(data, where=str(path), reduced=reduced)
+    return parse_sweep_spec(read_spec(path), where=str(path), reduced=reduced)

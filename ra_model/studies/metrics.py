@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import numpy as np
 import pandas as pd
@@ -70,26 +70,68 @@ BUILTIN_METRICS: dict[str, Metric] = {
 }
 
 
-def resolve_metric(name: str, *, where: str = "") -> Metric:
-    """Turn a metric name into a function.
+#: Module prefix of the package's own metrics, which a spec may name without ``plugins``.
+OWN_PACKAGE = "ra_model."
+
+
+def check_metric_name(name: str, *, where: str = "") -> None:
+    """Check a metric name's form without importing anything (reading a spec file runs no code).
 
     Args:
         name: A built-in name (see :data:`BUILTIN_METRICS`) or ``"package.module:function"``.
         where: Context for error messages, e.g. ``"spec.toml, key metrics"``.
+
+    Raises:
+        UnknownNameError: An unknown built-in name (with close matches).
+        InvalidValueError: A ``module:function`` whose parts are not dotted Python names.
+    """
+    if name in BUILTIN_METRICS:
+        return
+    if ":" not in name:
+        raise UnknownNameError("metric", name, BUILTIN_METRICS, where=where or "") from None
+    module_name, _, attr = name.partition(":")
+    if not all(part.isidentifier() for part in module_name.split(".")) or not attr.isidentifier():
+        place = f" in {where}" if where else ""
+        raise InvalidValueError(
+            f"metric {name!r}{place}: write a built-in name ({', '.join(BUILTIN_METRICS)}) or "
+            "'package.module:function' with Python names on both sides of the colon"
+        )
+
+
+def resolve_metric(name: str, *, where: str = "", plugins: Collection[str] = ()) -> Metric:
+    """Turn a metric name into a function.
+
+    A ``"module:function"`` metric runs code: it is imported only from this package (``ra_model.*``)
+    or from a module named in ``plugins`` (``--plugin MODULE`` on the command line), never as a side
+    effect of reading a spec file.
+
+    Args:
+        name: A built-in name (see :data:`BUILTIN_METRICS`) or ``"package.module:function"``.
+        where: Context for error messages, e.g. ``"spec.toml, key metrics"``.
+        plugins: Modules (or packages) the user trusts to run as metrics.
 
     Returns:
         The metric function.
 
     Raises:
         UnknownNameError: For an unknown built-in (with close matches).
-        InvalidValueError: For a dotted path that cannot be imported or is not callable.
+        InvalidValueError: For a module not named in ``plugins``, or a dotted path that cannot be
+            imported or is not callable.
     """
+    check_metric_name(name, where=where)
     if name in BUILTIN_METRICS:
         return BUILTIN_METRICS[name]
     place = f" in {where}" if where else ""
-    if ":" not in name:
-        raise UnknownNameError("metric", name, BUILTIN_METRICS, where=where or "") from None
     module_name, _, attr = name.partition(":")
+    trusted = module_name.startswith(OWN_PACKAGE) or any(
+        module_name == p or module_name.startswith(p + ".") for p in plugins
+    )
+    if not trusted:
+        raise InvalidValueError(
+            f"metric {name!r}{place} would import and run module {module_name!r}; ra_model runs your code "
+            f"only when you name its module: add --plugin {module_name.split('.')[0]} to the command "
+            f"(plugins=[{module_name.split('.')[0]!r}] in Python)"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -331,6 +331,7 @@ def run_sensitivity_experiment(
     progress: bool = True,
     where: str = "sensitivity spec",
     fresh: bool = False,
+    plugins: Collection[str] = (),
 ) -> dict[str, Any]:
     """Run a ``kind = "sensitivity"`` spec: the design, the sweep, the indices and a ranking.
 
@@ -345,6 +346,8 @@ def run_sensitivity_experiment(
         progress: Show a progress bar.
         where: The file name for messages.
         fresh: Set the earlier results in ``out_dir / "chunks"`` aside and start over (see ``run_sweep``).
+        plugins: Modules whose ``"module:function"`` metrics may be imported and run (user code runs
+            only when its module is named here; see :func:`ra_model.studies.metrics.resolve_metric`).
 
     Returns:
         A summary: ``title`` (phenotype and regimen), ``method``, ``n_runs``, ``rank_by``, ``ranking``
@@ -357,7 +360,7 @@ def run_sensitivity_experiment(
     parsed = parse_sweep_spec(spec, where=where, reduced=reduced)
     if parsed.kind != "sensitivity":
         raise InvalidValueError(f"{where}, key kind: {parsed.kind!r}; a sensitivity run needs kind = 'sensitivity'")
-    metrics = {name: resolve_metric(name, where=f"{where}, key metrics") for name in parsed.metrics}
+    metrics = {name: resolve_metric(name, where=f"{where}, key metrics", plugins=plugins) for name in parsed.metrics}
     result = global_sensitivity(
         parsed.ranges,
         method=parsed.design,
@@ -408,20 +411,24 @@ def run_sensitivity_file(
     progress: bool = True,
     reduced: bool = False,
     fresh: bool = False,
+    plugins: Collection[str] = (),
 ) -> pd.DataFrame:
     """Run a sensitivity spec file (the hook ``ra-model run`` calls); return the index table, ranked.
 
     The table gains a ``rank`` column (1 = most influential on ``rank_by``); ``fresh`` starts the
-    folder's sweep over (see ``run_sweep``).
+    folder's sweep over (see ``run_sweep``); ``plugins`` as in :func:`run_sensitivity_experiment`.
     """
-    import tomllib
+    from ra_model.studies.design import read_spec
 
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidValueError(f"{path}: cannot read the spec ({exc})") from exc
     summary = run_sensitivity_experiment(
-        data, out_dir=out_dir, reduced=reduced, workers=workers, progress=progress, where=str(path), fresh=fresh
+        read_spec(path),
+        out_dir=out_dir,
+        reduced=reduced,
+        workers=workers,
+        progress=progress,
+        where=str(path),
+        fresh=fresh,
+        plugins=plugins,
     )
     indices: pd.DataFrame = summary["indices"].copy()
     rank = {p: i + 1 for i, p in enumerate(summary["ranking"])}
