@@ -97,3 +97,11 @@ def test_a_regimen_that_starts_after_the_horizon_warns(caplog: pytest.LogCapture
         table = simulate("healthy", "20 mg od for 10 d from day 30", t_end_d=20)
     assert table["doses_given"].max() == 0
     assert "no dose is given" in caplog.text and "day 30" in caplog.text
+
+
+def test_an_sbml_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "latin1.xml"
+    model.write_bytes('<?xml version="1.0"?><sbml><!-- caf\xe9 --></sbml>'.encode("latin-1"))
+    code, err = _run(["simulate", "--days", "5", "--model", str(model), "--out", str(tmp_path / "run.csv")], capsys)
+    assert code == 2
+    assert "Traceback" not in err and "UTF-8" in err and str(model) in err

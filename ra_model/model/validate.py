@@ -161,6 +161,10 @@ def read_sbml(path: Path) -> str:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ModelBuildError(f"cannot read SBML file {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ModelBuildError(
+            f"SBML file {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 XML"
+        ) from exc
     report = validate_sbml(text)
     if not report.ok:
         raise ModelBuildError(
