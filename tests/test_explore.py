@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import io
+import socket
 import subprocess
 import sys
+import threading
+import time
 import tomllib
+import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from ra_model.app import server as server_module
+from ra_model.app import state as state_module
 from ra_model.app.explorer import Explorer
-from ra_model.app.server import serve
+from ra_model.app.server import choose_token, serve
 from ra_model.app.state import (
     BASELINE_SAME_REGIMEN,
     DOSE_PER_KG_DAY,
     KEY_PARAMETERS,
     ExplorerState,
+    RunCache,
     Scenario,
+    default_simulate,
     summarise,
     summary_facts,
 )
@@ -512,3 +521,348 @@ def test_cli_command_prints_the_url_and_serves_the_page(tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# --------------------------------------------------------------------------- issue 14: busy port, bad host, token
+CLI = "import sys; from ra_model.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+@pytest.fixture()
+def busy_port() -> Iterator[int]:
+    """A port on 127.0.0.1 held by a listening socket that never answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def _explorer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "ra-model-explorer" and t.is_alive()]
+
+
+def test_cli_on_a_busy_port_says_so_and_exits_2(busy_port: int, tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLI, "explore", "--no-browser", "--port", str(busy_port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=30)
+        pytest.fail(f"ra-model explore on a busy port did not exit; it printed {out!r} {err!r}")
+    assert proc.returncode == 2, err
+    assert "running at" not in out
+    assert "Traceback" not in err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"ra-model: error: --port {busy_port}: port {busy_port} is already in use on 127.0.0.1")
+    assert "choose another --port, or leave --port out to pick a free one" in err
+
+
+def test_serve_on_a_busy_port_raises_and_leaves_no_thread(busy_port: int) -> None:
+    with pytest.raises(InvalidValueError, match=f"port {busy_port} is already in use"):
+        serve(port=busy_port, app_factory=lambda: Explorer().view())
+    assert _explorer_threads() == []
+
+
+def test_a_free_port_taken_before_the_bind_is_replaced(busy_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    offered: list[int] = []
+    real_free_port = server_module.free_port
+
+    def racing_free_port(host: str = "127.0.0.1") -> int:
+        # the first port offered is taken by another program before the server binds it
+        offered.append(busy_port if not offered else real_free_port(host))
+        return offered[-1]
+
+    monkeypatch.setattr(server_module, "free_port", racing_free_port)
+    running = serve(app_factory=lambda: Explorer().view())
+    try:
+        assert offered[0] == busy_port and running.port == offered[-1] != busy_port
+        with urllib.request.urlopen(running.url, timeout=60) as response:  # our server answers, not the busy socket
+            assert "ra_model what-if explorer" in response.read().decode("utf-8")
+    finally:
+        running.stop()
+    assert _explorer_threads() == []
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("999.1.1.1", "--host '999.1.1.1' is not a valid IP address; use --host 127.0.0.1"),
+        ("1.2.3", "--host '1.2.3' is not a valid IP address"),
+        # TEST-NET-1 (RFC 5737) is never this computer's: the bind fails, and nothing is sent anywhere
+        ("192.0.2.1", "--host '192.0.2.1' is not an address of this computer"),
+    ],
+)
+def test_cli_with_an_unusable_host_says_so_and_exits_2(
+    host: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ra_model.cli import main
+
+    assert main(["explore", "--no-browser", "--host", host]) == 2
+    out, err = capsys.readouterr()
+    assert "running at" not in out
+    assert err.startswith(f"ra-model: error: {message}"), err
+    assert "--host 0.0.0.0" in err and err.count("\n") == 1
+    # with a port given the host is found unusable in the server's thread; the same message
+    assert main(["explore", "--no-browser", "--host", host, "--port", "8123"]) == 2
+    assert capsys.readouterr().err.startswith(f"ra-model: error: {message}")
+    assert _explorer_threads() == []
+
+
+def test_token_is_required_beyond_loopback_only() -> None:
+    for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        assert choose_token(host) is None
+    tokens = {choose_token(host) for host in ("0.0.0.0", "::", "192.168.1.20", "10.0.0.1")}
+    assert None not in tokens and len(tokens) == 4  # a new random token each time
+    assert all(t is not None and len(t) >= 32 and server_module.TOKEN_PATTERN.fullmatch(t) for t in tokens)
+    assert choose_token("127.0.0.1", "abc") == "abc"  # a token given is required even on loopback
+    assert choose_token("0.0.0.0", "abc") == "abc"
+    assert choose_token("0.0.0.0", require_token=False) is None  # --no-token
+    with pytest.raises(InvalidValueError, match="contradict"):
+        choose_token("0.0.0.0", "abc", require_token=False)
+    with pytest.raises(InvalidValueError, match="--token 'a b&c'"):
+        choose_token("127.0.0.1", "a b&c")
+
+
+def _status(url: str, headers: Mapping[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.headers.get("Set-Cookie") or ""
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+async def _websocket_status(url: str, headers: Mapping[str, str]) -> int:
+    from tornado.httpclient import HTTPClientError, HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    try:
+        ws = await websocket_connect(HTTPRequest(url, headers=dict(headers), request_timeout=60))
+    except HTTPClientError as exc:
+        return exc.code
+    ws.close()
+    return 101
+
+
+def test_a_server_with_a_token_refuses_requests_without_it() -> None:
+    running = serve(token="s3cret-Token_1", app_factory=lambda: Explorer().view())
+    try:
+        base = f"http://127.0.0.1:{running.port}/"
+        assert running.url == base + "?token=s3cret-Token_1" and running.token == "s3cret-Token_1"
+        assert _status(base)[0] == 403
+        assert _status(base + "?token=s3cret-Token_2")[0] == 403
+        assert _status(base + "?token=")[0] == 403
+        assert _status(base, {"Cookie": f"ra_model_token_{running.port}=wrong"})[0] == 403
+        status, cookie = _status(running.url)
+        assert status == 200
+        assert cookie.startswith(f"ra_model_token_{running.port}=s3cret-Token_1") and "HttpOnly" in cookie
+        # the cookie carries the token for the rest of the session: the page again, and its websocket
+        jar = {"Cookie": f"ra_model_token_{running.port}=s3cret-Token_1"}
+        assert _status(base, jar)[0] == 200
+        ws = f"ws://127.0.0.1:{running.port}/ws"
+        assert asyncio.run(_websocket_status(ws, {})) == 403
+        assert asyncio.run(_websocket_status(ws, jar)) != 403
+    finally:
+        running.stop()
+
+
+def test_cli_beyond_loopback_requires_a_token_and_warns(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ra_model.cli.explore as cli_explore
+    from ra_model.cli import main
+
+    calls: list[dict[str, object]] = []
+
+    class _Server:
+        url = "http://127.0.0.1:1/?token=xyz"
+
+        def stop(self) -> None:
+            pass
+
+    def fake_serve(**kwargs: object) -> _Server:
+        calls.append(kwargs)
+        return _Server()
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(server_module, "serve", fake_serve)
+    monkeypatch.setattr(cli_explore, "_wait_until_interrupted", interrupted)
+
+    assert main(["explore", "--no-browser", "--host", "0.0.0.0"]) == 0
+    assert (calls[-1]["token"], calls[-1]["require_token"]) == (None, None)  # serve makes a random token
+    out, err = capsys.readouterr()
+    assert "running at http://127.0.0.1:1/?token=xyz" in out
+    assert "warning: listening on 0.0.0.0, so other computers can reach this page" in err
+    assert "carries the token" in err and "--no-token" not in err
+
+    assert main(["explore", "--no-browser", "--host", "0.0.0.0", "--no-token"]) == 0
+    assert (calls[-1]["token"], calls[-1]["require_token"]) == (None, False)
+    err = capsys.readouterr().err
+    assert "other computers can reach this page" in err
+    assert "warning: --no-token: anyone who can reach this computer can use the explorer" in err
+
+    assert main(["explore", "--no-browser", "--token", "abc"]) == 0
+    assert (calls[-1]["token"], calls[-1]["require_token"]) == ("abc", None)
+    assert capsys.readouterr().err == ""  # loopback: no warning
+    with pytest.raises(SystemExit) as exited:  # argparse: the two options exclude each other
+        main(["explore", "--token", "abc", "--no-token"])
+    assert exited.value.code == 2
+
+
+# --------------------------------------------------------------------------- issue 14: runs shared by sessions
+def _tiny_table(phenotype: str) -> pd.DataFrame:
+    table = _table([False, True], [0.0, 1.0])
+    table.attrs["phenotype"] = phenotype
+    return table
+
+
+class _CountingSimulate:
+    """A fake simulate function: counts calls, can hold a run until released, never touches the engine."""
+
+    def __init__(self, *, hold: str | None = None) -> None:
+        self.calls: list[tuple[str, str | None]] = []
+        self.hold = hold
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+
+    def __call__(self, phenotype: str, regimen: str | None, **kw: object) -> pd.DataFrame:
+        with self.lock:
+            self.calls.append((phenotype, regimen))
+        if phenotype == self.hold:
+            assert self.release.wait(timeout=60), "the test never released the held run"
+        return _tiny_table(phenotype)
+
+
+def _wait_for(condition, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.005)
+
+
+def test_sessions_share_runs_through_the_process_wide_cache() -> None:
+    fake = _CountingSimulate()
+    first, second = ExplorerState(simulate_fn=fake), ExplorerState(simulate_fn=fake)
+    assert first.refresh() and second.refresh()
+    assert fake.calls == [("maturation_arrest", REGIMEN), ("maturation_arrest", None)]  # computed once
+    assert second.whatif is first.whatif and second.baseline is first.baseline
+    # a session with another simulate function never gets these runs
+    other = _CountingSimulate()
+    assert ExplorerState(simulate_fn=other).refresh() and len(other.calls) == 2
+    # and a session with its own cache computes them again
+    own = ExplorerState(simulate_fn=fake, cache=RunCache(4))
+    assert own.refresh() and len(fake.calls) == 4
+
+
+def test_identical_concurrent_requests_are_computed_once() -> None:
+    fake = _CountingSimulate(hold="healthy")
+    cache = RunCache(8)
+    scenario = Scenario(phenotype="healthy", regimen=None)
+    results: list[pd.DataFrame] = []
+    states = [ExplorerState(simulate_fn=fake, cache=cache) for _ in range(6)]
+    threads = [threading.Thread(target=lambda s=s: results.append(s.run(scenario))) for s in states]
+    for thread in threads:
+        thread.start()
+    _wait_for(lambda: cache.stats.waited == 5)  # one computes, five wait for it
+    assert len(fake.calls) == 1
+    fake.release.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(fake.calls) == 1 and len(results) == 6
+    assert all(r is results[0] for r in results)
+    assert cache.stats.computed == 1 and len(cache) == 1
+    assert states[0].run(scenario) is results[0] and cache.stats.hits == 1
+
+
+def test_a_failed_run_reaches_every_waiter_and_is_not_kept() -> None:
+    cache = RunCache(8)
+    started, release = threading.Event(), threading.Event()
+    attempts: list[int] = []
+
+    def failing() -> pd.DataFrame:
+        attempts.append(1)
+        started.set()
+        release.wait(timeout=60)
+        raise SimulationFailedError("CVODE gave up (forced by the test)")
+
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            cache.get("key", failing)
+        except SimulationFailedError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    threads[0].start()
+    assert started.wait(timeout=30)
+    for thread in threads[1:]:
+        thread.start()
+    _wait_for(lambda: cache.stats.waited == 2)
+    release.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(attempts) == 1 and len(errors) == 3 and all("CVODE gave up" in str(e) for e in errors)
+    assert len(cache) == 0
+    assert cache.get("key", lambda: _tiny_table("x")).attrs["phenotype"] == "x"  # tried again, and kept
+
+
+def test_the_run_cache_keeps_the_most_recently_used_runs() -> None:
+    cache = RunCache(2)
+    made: list[str] = []
+
+    def make(name: str):  # type: ignore[no-untyped-def]
+        return lambda: made.append(name) or _tiny_table(name)
+
+    cache.get("a", make("a"))
+    cache.get("b", make("b"))
+    cache.get("a", make("a"))  # a is now the most recently used
+    cache.get("c", make("c"))  # so b is dropped
+    assert len(cache) == 2 and made == ["a", "b", "c"]
+    cache.get("a", make("a"))
+    cache.get("b", make("b"))
+    assert made == ["a", "b", "c", "b"]
+    with pytest.raises(InvalidValueError, match="RunCache size = 0"):
+        RunCache(0)
+
+
+def test_a_slow_run_in_one_session_does_not_block_another_scenario() -> None:
+    fake = _CountingSimulate(hold="maturation_arrest")
+    cache = RunCache(8)  # one cache: computing one key must not hold up another
+    slow = ExplorerState(simulate_fn=fake, cache=cache)
+    fast = ExplorerState(simulate_fn=fake, cache=cache, phenotype="healthy")
+    slow_done = threading.Event()
+    worker = threading.Thread(target=lambda: (slow.refresh(), slow_done.set()))
+    worker.start()
+    try:
+        _wait_for(lambda: fake.calls == [("maturation_arrest", REGIMEN)])  # the slow run is under way
+        fast_done = threading.Event()
+        other = threading.Thread(target=lambda: (fast.refresh(), fast_done.set()))
+        other.start()
+        assert fast_done.wait(timeout=10), "a different scenario waited for the slow run"
+        assert fast.error == "" and fast.whatif is not None and fast.whatif.attrs["phenotype"] == "healthy"
+        assert not slow_done.is_set()
+    finally:
+        fake.release.set()
+        worker.join(timeout=30)
+    assert slow_done.is_set() and slow.error == ""
+
+
+def test_the_default_engine_runs_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[bool] = []
+
+    def fake_simulate(*args: object, **kwargs: object) -> pd.DataFrame:
+        seen.append(state_module._ENGINE_LOCK.locked())
+        return _tiny_table("healthy")
+
+    monkeypatch.setattr(state_module, "simulate", fake_simulate)
+    default_simulate("healthy", None, t_end_d=10.0, overrides=None, output_step_d=1.0)
+    assert seen == [True]
+    assert not state_module._ENGINE_LOCK.locked()

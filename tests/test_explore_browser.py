@@ -156,3 +156,32 @@ def test_change_phenotype_and_slider_in_chromium(
                 shutil.copyfile(shot, keep)
         finally:
             context.close()
+
+
+def test_a_token_server_works_in_chromium_with_the_printed_address_only(tmp_path: Path) -> None:
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    running = serve(host="127.0.0.1", token="browser-token", app_factory=lambda: Explorer().view())
+    try:
+        assert running.url.endswith("/?token=browser-token")
+        with playwright_api.sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
+            try:
+                page = context.new_page()
+                refused = page.goto(running.url.split("?")[0])
+                assert refused is not None and refused.status == 403
+                served = page.goto(running.url)
+                assert served is not None and served.status == 200
+                # the page's websocket is let in too (the token travels with it): the first result arrives
+                summary = page.locator(".ra-summary p").first
+                expected = summarise(simulate("maturation_arrest", REGIMEN, t_end_d=365.0))
+                playwright_api.expect(summary).to_contain_text(expected, timeout=WAIT_MS)
+                # and the cookie the address set lets this browser back in without the token
+                again = page.goto(running.url.split("?")[0])
+                assert again is not None and again.status == 200
+                playwright_api.expect(page.locator(".ra-summary p").first).to_contain_text(expected, timeout=WAIT_MS)
+            finally:
+                context.close()
+    finally:
+        running.stop()

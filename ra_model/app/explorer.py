@@ -41,6 +41,7 @@ from ra_model.app.state import (
     PARAMETER_LABELS,
     START_D_RANGE,
     ExplorerState,
+    RunCache,
     SimulateFn,
     default_simulate,
 )
@@ -107,15 +108,17 @@ class Explorer:
 
     Changing any widget (from the page or from Python) writes its value into :attr:`state` and
     reruns the what-if scenario and, when it changed, the baseline; results are cached per
-    scenario, so going back is instant.
+    scenario and shared by all sessions, so going back (or a scenario another session ran) is instant.
 
     Attributes:
         state: The session's control values, runs and results (no widgets).
         figures: The Bokeh figures that show the runs.
 
     Args:
-        simulate_fn: Runs one scenario; defaults to :func:`ra_model.simulate.simulate` (tests inject
-            a failing one to check the error display).
+        simulate_fn: Runs one scenario; defaults to :func:`~ra_model.app.state.default_simulate`
+            (tests inject a failing one to check the error display).
+        cache: Where runs are kept; defaults to :data:`~ra_model.app.state.SHARED_RUNS`, shared by
+            every session of the process.
         phenotype: Preset shown first.
         regimen: Regimen shown first.
         t_end_d: Horizon shown first; one of :data:`~ra_model.app.state.HORIZONS_D`.
@@ -125,12 +128,15 @@ class Explorer:
         self,
         *,
         simulate_fn: SimulateFn = default_simulate,
+        cache: RunCache | None = None,
         phenotype: str = "maturation_arrest",
         regimen: str = "20 mg bid for 180 d",
         t_end_d: float = DEFAULT_T_END_D,
     ) -> None:
         """Build the widgets and views and run the first scenario."""
-        self.state = ExplorerState(simulate_fn=simulate_fn, phenotype=phenotype, regimen=regimen, t_end_d=t_end_d)
+        self.state = ExplorerState(
+            simulate_fn=simulate_fn, cache=cache, phenotype=phenotype, regimen=regimen, t_end_d=t_end_d
+        )
         state = self.state
         self._suspended = False
         self.last_update_s: float = math.nan

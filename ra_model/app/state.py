@@ -3,9 +3,15 @@
 Nothing here imports Panel, param or Bokeh, so the explorer's logic runs and is tested without a
 browser: :class:`ExplorerState` holds the control values (phenotype, regimen fields, the key
 parameters), turns them into a what-if :class:`Scenario` and its baseline, runs both through
-:func:`ra_model.engines.simulate.simulate` (cached, one run at a time), and gives the summary, the
-error text and the downloads. :func:`summarise` turns any results table into the summary sentence
-and is a pure function.
+:func:`ra_model.engines.simulate.simulate`, and gives the summary, the error text and the downloads.
+:func:`summarise` turns any results table into the summary sentence and is a pure function.
+
+Runs are shared by every session of the process through :data:`SHARED_RUNS`, a :class:`RunCache`
+(bounded, least recently used dropped first, thread-safe): a scenario that one session has run is
+instant for the next, and sessions that ask for the same scenario at the same time wait for one
+computation instead of each running it. Only runs on the process-wide default engine take turns
+(:func:`default_simulate` holds its lock); a cache hit, or a wait for another session's run, holds no
+lock, and a caller-supplied ``simulate_fn`` is not serialised at all.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -78,11 +85,15 @@ FREQUENCIES_H: Mapping[str, float] = MappingProxyType({"once daily (od)": 24.0, 
 BASELINE_UNTREATED = "untreated (same phenotype, no drug)"
 BASELINE_SAME_REGIMEN = "phenotype defaults, same regimen"
 BASELINES: tuple[str, ...] = (BASELINE_UNTREATED, BASELINE_SAME_REGIMEN)
-#: How many runs one session keeps (least recently used dropped first).
-CACHE_SIZE = 32
+#: How many runs the process keeps for all sessions together (least recently used dropped first). A
+#: year's run is about 80 kB, so a full cache holds about 20 MB.
+CACHE_SIZE = 256
 
-# The shared default engine is not thread-safe; sessions and callers in other threads take turns.
-_SIMULATE_LOCK = threading.Lock()
+# The process-wide default engine (one libroadrunner instance) is not thread-safe, so runs on it take
+# turns. A pool of engines, one per thread, would not run faster: libroadrunner keeps Python's GIL for
+# the whole of a run, so two engines in two threads take as long as one after the other (measured by
+# benchmarks/bench_explore.py). Only runs on that engine hold this lock.
+_ENGINE_LOCK = threading.Lock()
 
 
 class SimulateFn(Protocol):
@@ -109,8 +120,116 @@ def default_simulate(
     overrides: Mapping[str, float] | None,
     output_step_d: float,
 ) -> pd.DataFrame:
-    """Run one scenario with :func:`ra_model.engines.simulate.simulate` (the default :class:`SimulateFn`)."""
-    return simulate(phenotype, regimen, t_end_d=t_end_d, overrides=overrides, output_step_d=output_step_d)
+    """Run one scenario with :func:`ra_model.engines.simulate.simulate` (the default :class:`SimulateFn`).
+
+    Safe to call from several threads: runs on the process-wide default engine take turns.
+    """
+    with _ENGINE_LOCK:
+        return simulate(phenotype, regimen, t_end_d=t_end_d, overrides=overrides, output_step_d=output_step_d)
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Counts of a :class:`RunCache`'s lookups since it was made or cleared.
+
+    Attributes:
+        computed: Lookups that ran the computation (misses, failed ones included).
+        hits: Lookups answered from the cache.
+        waited: Lookups that waited for the same key's computation in another thread.
+    """
+
+    computed: int
+    hits: int
+    waited: int
+
+
+class RunCache:
+    """Results tables by key, shared by threads: bounded, least recently used dropped first.
+
+    :meth:`get` computes a key's table once: while one thread computes it, other threads that ask for
+    the same key wait for that result (or that error) instead of computing it again; different keys
+    are computed at the same time. A failed computation is not kept, so the next request tries again.
+    The tables handed out are shared; treat them as read-only.
+
+    Args:
+        size: How many tables to keep (at least 1).
+
+    Raises:
+        InvalidValueError: If ``size`` is not a positive integer.
+    """
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        """Start empty."""
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidValueError(f"RunCache size = {size!r}; use a positive whole number of runs")
+        self.size = size
+        self._lock = threading.Lock()
+        self._tables: OrderedDict[Hashable, pd.DataFrame] = OrderedDict()
+        self._pending: dict[Hashable, Future[pd.DataFrame]] = {}
+        self._computed = self._hits = self._waited = 0
+
+    def __len__(self) -> int:
+        """Return how many tables are kept."""
+        with self._lock:
+            return len(self._tables)
+
+    @property
+    def stats(self) -> CacheStats:
+        """How many lookups computed, hit the cache, or waited for another thread's computation."""
+        with self._lock:
+            return CacheStats(computed=self._computed, hits=self._hits, waited=self._waited)
+
+    def clear(self) -> None:
+        """Drop every kept table and reset the counts (computations under way finish undisturbed)."""
+        with self._lock:
+            self._tables.clear()
+            self._computed = self._hits = self._waited = 0
+
+    def get(self, key: Hashable, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """Return the table of ``key``: kept, being computed by another thread (wait), or computed now.
+
+        Args:
+            key: What identifies the result (hashable).
+            compute: Computes the table; called without any lock held.
+
+        Returns:
+            The table (the same object for every caller of the same key while it is kept).
+
+        Raises:
+            Exception: Whatever ``compute`` raised, in this thread or in the thread that computed it.
+        """
+        with self._lock:
+            if key in self._tables:
+                self._tables.move_to_end(key)
+                self._hits += 1
+                return self._tables[key]
+            pending = self._pending.get(key)
+            if pending is None:
+                future: Future[pd.DataFrame] = Future()
+                self._pending[key] = future
+                self._computed += 1
+            else:
+                self._waited += 1
+        if pending is not None:
+            return pending.result()
+        try:
+            table = compute()
+        except BaseException as exc:
+            with self._lock:
+                del self._pending[key]
+            future.set_exception(exc)
+            raise
+        with self._lock:
+            del self._pending[key]
+            self._tables[key] = table
+            while len(self._tables) > self.size:
+                self._tables.popitem(last=False)
+        future.set_result(table)
+        return table
+
+
+#: The runs shared by every explorer session of this process.
+SHARED_RUNS = RunCache()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -347,7 +466,8 @@ class ExplorerState:
 
     The control values are plain attributes that the page (or a caller) sets; :meth:`scenario` and
     :meth:`baseline_scenario` read them, and :meth:`refresh` runs both scenarios. Results are
-    cached per scenario, so going back to earlier settings is instant.
+    cached per scenario in a cache shared by all sessions (:data:`SHARED_RUNS` unless ``cache`` is
+    given), so going back to earlier settings, or to a scenario another session ran, is instant.
 
     Attributes:
         phenotype: Selected preset; change it with :meth:`select_phenotype`.
@@ -371,8 +491,10 @@ class ExplorerState:
         error: Why the last refresh failed, or ``""``.
 
     Args:
-        simulate_fn: Runs one scenario; defaults to :func:`ra_model.simulate.simulate` (tests inject
-            a failing one to check the error text).
+        simulate_fn: Runs one scenario; defaults to :func:`default_simulate` (tests inject a failing
+            one to check the error text). It may be called from several threads at once.
+        cache: Where runs are kept; defaults to :data:`SHARED_RUNS`, shared by all sessions. Runs are
+            kept by scenario and ``simulate_fn``, so sessions with different functions never share.
         phenotype: Preset selected first.
         regimen: Regimen the controls describe first (od or bid dosing).
         t_end_d: Horizon selected first; one of :data:`HORIZONS_D`.
@@ -387,13 +509,14 @@ class ExplorerState:
         self,
         *,
         simulate_fn: SimulateFn = default_simulate,
+        cache: RunCache | None = None,
         phenotype: str = "maturation_arrest",
         regimen: str = "20 mg bid for 180 d",
         t_end_d: float = DEFAULT_T_END_D,
     ) -> None:
         """Set the controls from the starting phenotype, regimen and horizon (runs nothing yet)."""
         self._simulate = simulate_fn
-        self._cache: OrderedDict[tuple[object, ...], pd.DataFrame] = OrderedDict()
+        self._cache = SHARED_RUNS if cache is None else cache
         self.phenotypes: dict[str, Phenotype] = load_phenotypes()
         self.ranges: dict[str, ParameterRange] = parameter_ranges()
         self._defaults = default_engine().defaults
@@ -534,27 +657,25 @@ class ExplorerState:
 
     # ----------------------------------------------------------------- running
     def run(self, scenario: Scenario) -> pd.DataFrame:
-        """Return the results table of a scenario, from the cache when it was run before.
+        """Return the results table of a scenario: from the cache when any session ran it before.
+
+        When another session is running the same scenario, this waits for its result instead of
+        running it again. The table is shared with other sessions; treat it as read-only.
 
         Raises:
             RAModelError: Whatever ``simulate_fn`` raises for bad input or a solver failure.
         """
-        key = scenario.key()
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        with _SIMULATE_LOCK:
-            table = self._simulate(
+
+        def compute() -> pd.DataFrame:
+            return self._simulate(
                 scenario.phenotype,
                 scenario.regimen,
                 t_end_d=scenario.t_end_d,
                 overrides=dict(scenario.overrides) or None,
                 output_step_d=scenario.output_step_d,
             )
-        self._cache[key] = table
-        if len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
-        return table
+
+        return self._cache.get((self._simulate, *scenario.key()), compute)
 
     def refresh(self) -> bool:
         """Run the what-if and baseline scenarios the controls describe; on failure keep the reason.
