@@ -29,7 +29,8 @@ from ra_model.errors import FolderLockedError, InvalidValueError
 from ra_model.model import columns as C
 from ra_model.studies import metrics as M
 from ra_model.studies.metrics import BUILTIN_METRICS
-from ra_model.studies.sweep import LOCK_FILE, PROVENANCE_FILE, SCENARIO_KEY, run_sweep
+from ra_model.studies.sweep import run_sweep
+from ra_model.studies.sweep_store import LOCK_FILE, PROVENANCE_FILE, SCENARIO_KEY
 
 PHENOTYPE = "maturation_arrest"
 REGIMEN = "20 mg bid for 5 d"
@@ -281,7 +282,7 @@ def test_a_held_lock_refuses_a_second_run_and_a_dead_holders_lock_is_taken_over(
         holder.kill()
         holder.wait()
 
-    with caplog.at_level(logging.WARNING, logger="ra_model.studies.sweep"):
+    with caplog.at_level(logging.WARNING, logger="ra_model.studies.sweep_store"):
         result = _sweep(samples, tmp_path)  # the holder is dead now: its lock is stale
     assert f"taking over the stale lock {tmp_path / LOCK_FILE}: pid {holder.pid}" in caplog.text
     assert (result["status"] == "ok").all() and _CALLS["n"] == 2
@@ -306,7 +307,7 @@ def test_unreadable_chunks_are_set_aside_and_recomputed(tmp_path: Path, caplog: 
     first.write_bytes(b"")  # zero bytes
     second.write_bytes(second.read_bytes()[: second.stat().st_size // 2])  # truncated
     (tmp_path / "chunk-000009.parquet.tmp").write_bytes(b"half a write")  # a write cut short by a kill
-    with caplog.at_level(logging.WARNING, logger="ra_model.studies.sweep"):
+    with caplog.at_level(logging.WARNING, logger="ra_model.studies.sweep_store"):
         result = _sweep(samples, tmp_path)
     assert _CALLS["n"] == 4  # the four samples of the two bad chunks, no others
     for bad in (first, second):
@@ -317,6 +318,41 @@ def test_unreadable_chunks_are_set_aside_and_recomputed(tmp_path: Path, caplog: 
     assert sorted(_chunks(tmp_path)["sample_id"]) == sorted(samples["sample_id"])  # each sample once
     _sweep(samples, tmp_path)
     assert _CALLS["n"] == 0
+
+
+# --------------------------------------------------------------------------- an unreachable scheduler
+def test_an_unreachable_scheduler_is_a_one_line_error_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("distributed")
+    with socket.socket() as probe:  # a port on 127.0.0.1 that nothing listens on: bound, read, released
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        """
+design = "random"
+n = 2
+seed = 1
+phenotype = "maturation_arrest"
+regimen = "20 mg bid for 5 d"
+t_end_d = 10
+fast = true
+metrics = ["testis_atRA_auc"]
+[parameters]
+cyp26_expr = [2.0, 8.0]
+""",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    started = time.monotonic()
+    assert cli_main(["sweep", str(spec), "--out", str(out), "--scheduler", address, "--quiet"]) == 2
+    assert time.monotonic() - started < 30  # a short connect timeout, not distributed's default
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and len(error.strip().splitlines()) == 1
+    assert address in error and "--scheduler" in error
+    assert not (out / "chunks" / LOCK_FILE).exists()  # the folder is released on the way out
 
 
 # --------------------------------------------------------------------------- non-finite results
@@ -390,7 +426,7 @@ def _slow_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, 
 
 
 def _start(spec: Path, out: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    command = [*_RA_MODEL, "sweep", str(spec), "--out", str(out), "--workers", "2"]
+    command = [*_RA_MODEL, "sweep", str(spec), "--out", str(out), "--workers", "2", "--plugin", "slowmetric"]
     return subprocess.Popen(
         [*command, "--quiet"], env=env | {"RA_TEST_SLEEP_S": "0.05"}, stderr=subprocess.PIPE, text=True
     )
@@ -495,7 +531,7 @@ def test_sigterm_stops_cleanly_and_the_resumed_union_is_exact(tmp_path: Path, mo
     partial = _chunks(chunks)
     assert 0 < len(partial) < _N_SLOW and partial["sample_id"].is_unique
 
-    common = ["--workers", "2", "--quiet"]  # resume: the rest only (without the pause: it is not the work)
+    common = ["--workers", "2", "--quiet", "--plugin", "slowmetric"]  # resume: the rest only (no pause)
     resumed = subprocess.run(
         [*_RA_MODEL, "sweep", str(spec), "--out", str(out), *common],
         env=env,
@@ -506,7 +542,8 @@ def test_sigterm_stops_cleanly_and_the_resumed_union_is_exact(tmp_path: Path, mo
     assert resumed.returncode == 0, resumed.stderr
     union = _chunks(chunks)
     assert len(union) == _N_SLOW and union["sample_id"].is_unique  # every sample exactly once
-    assert cli_main(["sweep", str(spec), "--out", str(tmp_path / "uninterrupted"), "--workers", "1", "--quiet"]) == 0
+    uninterrupted = ["--out", str(tmp_path / "uninterrupted"), "--workers", "1", "--quiet", "--plugin", "slowmetric"]
+    assert cli_main(["sweep", str(spec), *uninterrupted]) == 0
     reference = pd.read_parquet(tmp_path / "uninterrupted" / "sweep.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(out / "sweep.parquet"), reference)
     by_id = union.set_index("sample_id").loc[reference["sample_id"]]
@@ -524,8 +561,11 @@ def test_sigkill_of_the_sweep_ends_its_workers_and_the_stale_lock_is_taken_over(
     _wait_for_end(workers)
     assert (out / "chunks" / LOCK_FILE).exists()  # SIGKILL leaves the lock; its pid is dead
 
-    with caplog.at_level(logging.WARNING, logger="ra_model.studies.sweep"):
-        assert cli_main(["sweep", str(spec), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    with caplog.at_level(logging.WARNING, logger="ra_model.studies.sweep_store"):
+        assert (
+            cli_main(["sweep", str(spec), "--out", str(out), "--workers", "1", "--quiet", "--plugin", "slowmetric"])
+            == 0
+        )
     assert f"taking over the stale lock {out / 'chunks' / LOCK_FILE}: pid {process.pid}" in caplog.text
     union = _chunks(out / "chunks")
     assert len(union) == _N_SLOW and union["sample_id"].is_unique
