@@ -421,7 +421,10 @@ def _slow_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, 
     monkeypatch.syspath_prepend(str(tmp_path))  # the in-process runs import the metric too
     spec = tmp_path / "spec.toml"
     spec.write_text(_SLOW_SPEC.format(n=_N_SLOW), encoding="utf-8")
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    # no empty entry: an empty PYTHONPATH item means the working directory, where the source tree would
+    # shadow the installed package (its data folders are mapped in only by the installation)
+    paths = [str(tmp_path), *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(paths)}
     return spec, tmp_path / "out", env
 
 
