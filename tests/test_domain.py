@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import roadrunner
 
 from ra_model import InvalidValueError, ParameterChange, Phenotype, SimulationFailedError, simulate
 from ra_model.cli import main
@@ -21,7 +20,8 @@ from ra_model.engines.engine import Engine
 from ra_model.engines.simulate import resolve_scenario
 from ra_model.errors import ModelBuildError
 from ra_model.model import domain
-from ra_model.model.domain import DOMAINS, MAX_OUTPUT_ROWS, MAX_T_END_D, check_columns, check_run_size, check_values
+from ra_model.model.bounds import DOMAINS, MAX_OUTPUT_ROWS, MAX_T_END_D, check_run_size
+from ra_model.model.domain import check_columns, check_values
 from ra_model.model.phenotypes import load_phenotypes
 from ra_model.model.source import PARAMETER_COLUMNS, parameter_table_path, read_parameter_table
 from ra_model.model.validate import MAX_SBML_BYTES, read_sbml
@@ -278,7 +278,8 @@ def test_running_out_of_memory_is_reported_as_memory_with_the_size(monkeypatch: 
     def no_memory(*args: object, **kwargs: object) -> None:
         raise MemoryError
 
-    monkeypatch.setattr(roadrunner.RoadRunner, "simulate", no_memory)
+    # the class of the engine's own simulator: tellurium, once imported, swaps in a subclass of RoadRunner
+    monkeypatch.setattr(type(simulate_module.default_engine()._rr), "simulate", no_memory)
     with pytest.raises(SimulationFailedError) as info:
         simulate("healthy", None, t_end_d=10, preequilibrate=False)
     message = str(info.value)

@@ -15,17 +15,13 @@ from ra_model.errors import InvalidValueError, ModelBuildError
 from ra_model.interop.copasi import compare_tables
 from ra_model.interop.sbml_export import export_sbml
 from ra_model.model import columns as C
+from ra_model.model.classes import CLASS_END, CLASS_PARAMETERS, MAX_CLASSES, class_template, expand_classes
 from ra_model.model.phenotypes import get_phenotype
 from ra_model.model.source import (
     ANTIMONY_FILE,
-    CLASS_END,
-    CLASS_PARAMETERS,
-    MAX_CLASSES,
     antimony_to_sbml,
     class_parameter_table,
-    class_template,
     default_sbml,
-    expand_classes,
     model_antimony,
     model_dir,
     read_parameter_table,

@@ -21,7 +21,7 @@ import numpy as np
 import roadrunner
 
 from ra_model.errors import InvalidValueError, SimulationFailedError, UnknownNameError
-from ra_model.model.domain import format_bytes
+from ra_model.model.bounds import format_bytes
 from ra_model.model.source import sbml_hash
 
 #: A time that is never reached (hours); disarms the dose event. Matches ``t_never`` in the model.

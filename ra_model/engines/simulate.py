@@ -15,14 +15,8 @@ import pandas as pd
 from ra_model.engines.engine import DosePlan, Engine
 from ra_model.errors import InvalidValueError, SimulationFailedError, UnknownNameError
 from ra_model.model import columns as C
-from ra_model.model.domain import (
-    check_combination,
-    check_run_size,
-    check_value,
-    check_values,
-    format_bytes,
-    output_bytes,
-)
+from ra_model.model.bounds import check_run_size, format_bytes, output_bytes
+from ra_model.model.domain import check_combination, check_value, check_values
 from ra_model.model.phenotypes import Phenotype, get_phenotype
 from ra_model.model.regimen import Regimen
 from ra_model.model.source import default_sbml

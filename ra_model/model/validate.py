@@ -10,7 +10,7 @@ from pathlib import Path
 import libsbml
 
 from ra_model.errors import ModelBuildError
-from ra_model.model.domain import format_bytes
+from ra_model.model.bounds import format_bytes
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ import pandas as pd
 
 from ra_model.errors import InvalidValueError, UnknownNameError
 from ra_model.model import columns as C
-from ra_model.model.domain import check_run_size, check_value, check_values, format_bytes
+from ra_model.model.bounds import check_run_size, format_bytes
+from ra_model.model.domain import check_value, check_values
 from ra_model.model.source import ParameterInfo, read_parameter_table
 
 #: Design names accepted by :func:`make_design`.

@@ -21,7 +21,8 @@ import numpy as np
 from ra_model.engines.simulate import ParameterChange
 from ra_model.errors import InvalidValueError, RAModelError, UnknownNameError
 from ra_model.model import columns as C
-from ra_model.model.domain import MAX_OUTPUT_ROWS, MAX_T_END_D, check_value
+from ra_model.model.bounds import MAX_OUTPUT_ROWS, MAX_T_END_D
+from ra_model.model.domain import check_value
 from ra_model.model.phenotypes import load_phenotypes
 from ra_model.model.regimen import Regimen, parse_optional
 from ra_model.model.source import read_parameter_table
