@@ -44,7 +44,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     engine = engine_from_file(Path(args.model)) if args.model else None
     table = simulate(
-        args.phenotype, args.regimen, t_end_d=args.days, overrides=parse_overrides(args.set), engine=engine
+        args.phenotype,
+        args.regimen,
+        t_end_d=args.days,
+        overrides=parse_overrides(args.set),
+        engine=engine,
+        n_classes=args.classes,
     )
     write_table(table, args.out)
     if args.plot:
@@ -176,6 +181,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", required=True, help="CSV file for the results table")
     p.add_argument("--plot", default=None, help="PNG file for the standard panel")
     p.add_argument("--model", default=None, help="SBML file to simulate instead of the shipped model (e.g. an edit)")
+    p.add_argument(
+        "--classes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="build the shipped testis from N tubule-focus classes (default 1; not with --model)",
+    )
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("demo", help="maturation arrest with and without 20 mg bid: a table and a figure")

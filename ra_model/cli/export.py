@@ -20,6 +20,7 @@ def _cmd_export_sbml(args: argparse.Namespace) -> int:
         regimen=args.regimen,
         overrides=parse_overrides(args.set),
         annotate=not args.no_annotations,
+        n_classes=args.classes,
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +77,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--regimen", default=None, help='carry this regimen in the dose event, e.g. "20 mg bid for 180 d"')
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="parameter override")
     p.add_argument("--no-annotations", action="store_true", help="leave out MIRIAM/SBO annotations and notes")
+    p.add_argument(
+        "--classes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="build the testis from N tubule-focus classes (ids F1__ ... FN__; default 1, the published model)",
+    )
     p.set_defaults(func=_cmd_export_sbml)
 
     p = kinds.add_parser(

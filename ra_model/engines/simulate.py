@@ -16,8 +16,9 @@ from ra_model.engines.engine import DosePlan, Engine
 from ra_model.errors import InvalidValueError, SimulationFailedError, UnknownNameError
 from ra_model.model import columns as C
 from ra_model.model.bounds import check_run_size, format_bytes, output_bytes
+from ra_model.model.classes import check_n_classes
 from ra_model.model.domain import check_combination, check_value, check_values
-from ra_model.model.phenotypes import Phenotype, get_phenotype
+from ra_model.model.phenotypes import Phenotype, classes_of, get_phenotype, per_class_ids
 from ra_model.model.regimen import Regimen
 from ra_model.model.source import default_sbml
 
@@ -60,10 +61,27 @@ class ParameterChange:
         check_value(self.parameter, self.value, where=f"ParameterChange at day {self.t_d:g}", scheduled=True)
 
 
-@lru_cache(maxsize=1)
-def default_engine() -> Engine:
-    """Return the process-wide engine for the shipped model, compiled on first use."""
-    return Engine(default_sbml())
+def default_engine(n_classes: int = 1) -> Engine:
+    """Return the process-wide engine for the shipped model, compiled on first use.
+
+    Args:
+        n_classes: Tubule-focus classes the testis is built from (:func:`ra_model.model.source.default_sbml`);
+            one engine is kept per number of classes.
+
+    Raises:
+        InvalidValueError: If ``n_classes`` is not a whole number from 1 to ``MAX_CLASSES``.
+    """
+    return _default_engine(check_n_classes(n_classes))
+
+
+@lru_cache(maxsize=4)
+def _default_engine(n_classes: int) -> Engine:
+    return Engine(default_sbml(n_classes))
+
+
+def engine_classes(engine: Engine) -> int:
+    """Return how many focus classes a compiled model has (1 for the published model)."""
+    return classes_of(engine.defaults)
 
 
 _PREEQ_CACHE: OrderedDict[tuple[object, ...], dict[str, float]] = OrderedDict()
@@ -153,12 +171,18 @@ def simulate(
     preequilibrate: bool = True,
     include_species: bool = False,
     engine: Engine | None = None,
+    n_classes: int | None = None,
 ) -> pd.DataFrame:
     """Simulate a phenotype under a dosing regimen.
 
     The run starts from the phenotype's untreated steady state (unless ``preequilibrate`` is
     False, when it starts from the model's written initial amounts), gives every dose of the
     regimen as a discrete event, and applies scheduled parameter changes at their times.
+
+    With ``n_classes`` = N >= 2 the testis is built from N tubule-focus classes
+    (:mod:`ra_model.model.classes`): the observables are the testis's (summed or niche-weighted), the
+    phenotype applies to every class (:meth:`Phenotype.for_classes`), and the class parameters
+    (``F3__ra_local``, ``F1__niche_share``) may be overridden or changed like any other.
 
     Args:
         phenotype: Preset name or a ``Phenotype``.
@@ -170,6 +194,9 @@ def simulate(
         preequilibrate: Start from the untreated steady state of this parameter set.
         include_species: Add one column per species amount (nmol or Mcell), named ``amount_<id>``.
         engine: A compiled model; defaults to the shipped model, compiled once per process.
+        n_classes: Build the shipped model from this many focus classes (:func:`default_engine`, compiled
+            once per process and number); None or 1 is the published one-class model. Not with ``engine``,
+            whose classes are compiled in.
 
     Returns:
         One row per output time; columns from ``ra_model.model.columns``. ``df.attrs`` holds
@@ -178,14 +205,22 @@ def simulate(
 
     Raises:
         UnknownNameError: Unknown phenotype or parameter (with close matches).
-        InvalidValueError: Bad horizon or step, a run above the size limits (``ra_model.model.domain``), or
-            an override, change or combination of values outside the physical domain.
+        InvalidValueError: Bad horizon or step, a run above the size limits (``ra_model.model.domain``), an
+            override, change or combination of values outside the physical domain (niche shares that do
+            not add up to 1 included), a bad ``n_classes``, or ``n_classes`` given with ``engine``.
         RegimenParseError: Regimen text that cannot be parsed.
         SimulationFailedError: The solver failed (the message names the phenotype, regimen, overrides and
             changes; ``exc.partial`` holds the rows computed before), or memory ran out (the message says so,
             with the size).
     """
-    engine = engine or default_engine()
+    if engine is not None and n_classes is not None:
+        raise InvalidValueError(
+            f"n_classes = {n_classes!r} was given with engine=: an engine's focus classes are compiled into it "
+            f"(this one has {engine_classes(engine)}); give engine= alone, or n_classes= alone for the shipped "
+            "model built from that many classes"
+        )
+    engine = engine or default_engine(1 if n_classes is None else n_classes)
+    n = engine_classes(engine)
     observables = [o.model_id for o in C.OBSERVABLES]
     species = list(engine.species_ids) if include_species else []
     selections = ["doses_given", *observables, *species]
@@ -208,7 +243,7 @@ def simulate(
             )
     for name in (c.parameter for c in changes):  # checked up front: changes apply mid-run
         if name not in engine.defaults:
-            raise UnknownNameError("parameter", name, engine.defaults)
+            raise unknown_parameter(engine, name)
     for change in changes:
         if change.t_d >= t_end_d:
             raise InvalidValueError(
@@ -217,10 +252,10 @@ def simulate(
             )
     parameters = preset.resolve(engine.defaults) | user
     later = dict(parameters)
-    for change in sorted(changes, key=lambda c: c.t_d):  # the values in force after each change, together
-        later[change.parameter] = change.value
+    for t_d in sorted({c.t_d for c in changes}):  # the values in force after the changes at each time, together
+        later.update({c.parameter: c.value for c in changes if c.t_d == t_d})
         check_combination(
-            later, fed=bool(regimen.fed) if regimen else False, where=f"after the change at day {change.t_d:g}"
+            later, fed=bool(regimen.fed) if regimen else False, where=f"after the change at day {t_d:g}", n_classes=n
         )
 
     context = run_context(preset.name, regimen, user, changes)
@@ -308,7 +343,8 @@ def resolve_scenario(
         extra_rows: Output rows beyond the regular grid (e.g. scheduled changes).
 
     Returns:
-        The phenotype preset, the parsed regimen (or None) and the user's overrides as a dict of floats.
+        The phenotype preset (written for the engine's focus classes, :meth:`Phenotype.for_classes`), the
+        parsed regimen (or None) and the user's overrides as a dict of floats.
 
     Raises:
         UnknownNameError: Unknown phenotype, parameter, or species in the preset (with close matches).
@@ -330,6 +366,8 @@ def resolve_scenario(
             f"overrides = {overrides!r} ({type(overrides).__name__}); give a mapping such as {{'cyp26_expr': 2.0}}"
         )
     preset = get_phenotype(phenotype) if isinstance(phenotype, str) else phenotype
+    n_classes = engine_classes(engine)
+    preset = preset.for_classes(n_classes)  # ids that exist per class apply to every class
     if isinstance(regimen, str):
         regimen = Regimen.parse(regimen)
     check_positive_days("t_end_d", t_end_d)
@@ -346,11 +384,11 @@ def resolve_scenario(
     user = dict(overrides or {})
     for name in user:
         if name not in engine.defaults:
-            raise UnknownNameError("parameter", name, engine.defaults)
+            raise unknown_parameter(engine, name)
     user = check_values(user, where="overrides")
     for name in [*preset.parameters, *preset.scale]:
         if name not in engine.defaults:
-            raise UnknownNameError("parameter", name, engine.defaults, where=f"phenotype {preset.name!r}")
+            raise unknown_parameter(engine, name, f"phenotype {preset.name!r}")
     for name in preset.initial_amounts:
         if name not in engine.initial_amounts:
             raise UnknownNameError("species", name, engine.initial_amounts, where=f"phenotype {preset.name!r}")
@@ -358,8 +396,27 @@ def resolve_scenario(
         preset.resolve(engine.defaults) | user,
         fed=bool(regimen.fed) if regimen else False,
         where=f"phenotype {preset.name!r} with overrides" if user else f"phenotype {preset.name!r}",
+        n_classes=n_classes,
     )
     return preset, regimen, user
+
+
+def unknown_parameter(engine: Engine, name: str, where: str = "") -> UnknownNameError:
+    """Return the error for a parameter the engine lacks; for a class id (``F9__ra_local``), name the classes it has.
+
+    Args:
+        engine: The compiled model.
+        name: The unknown name.
+        where: Where the name came from (a phenotype), or empty.
+    """
+    prefix, sep, base = name.partition("__")
+    if sep and prefix[:1] == "F" and prefix[1:].isdigit() and base in per_class_ids():
+        n = engine_classes(engine)
+        built = "one class, so no class ids" if n == 1 else f"focus classes F1 to F{n}"
+        where = (
+            f"{where or 'this model'} (it has {built}; build the testis from more classes with n_classes, --classes)"
+        )
+    return UnknownNameError("parameter", name, engine.defaults, where=where)
 
 
 def run_context(

@@ -2,6 +2,11 @@
 
 The annotation data live in ``models/annotations.toml`` and ``models/parameters.csv`` (data, not code);
 this module only applies them to a libsbml document.
+
+A testis built from focus classes (:mod:`ra_model.model.classes`) has one copy per class of every id of
+the class template (``F3__STRA8``). The annotation file names the template's ids (``STRA8``); each class's
+copy gets the same terms and SBO term, a name and a note saying which class it belongs to, and the class
+parameters get their notes from :func:`ra_model.model.source.class_parameter_table`.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import html
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +22,8 @@ from typing import Any
 import libsbml
 
 from ra_model.errors import InvalidValueError, ModelBuildError
-from ra_model.model.source import ParameterInfo, model_dir, read_parameter_table
+from ra_model.model.classes import check_n_classes, class_id, class_prefix
+from ra_model.model.source import ParameterInfo, class_parameter_table, model_dir, read_parameter_table
 
 #: File holding the annotation data, inside the model directory.
 ANNOTATION_FILE = "annotations.toml"
@@ -158,42 +164,93 @@ def annotate_document(
     data: AnnotationData | None = None,
     parameters: Mapping[str, ParameterInfo] | None = None,
     scenario_note: str = "",
+    n_classes: int = 1,
+    per_class: Collection[str] = (),
 ) -> None:
     """Add MIRIAM terms, SBO terms, parameter notes and model history to a document, in place.
 
     Args:
         doc: The SBML document (Level 3).
         data: Annotation data; defaults to ``load_annotations()``.
-        parameters: The parameter table (for notes with each parameter's source); defaults to the shipped one.
+        parameters: The parameter table (for notes with each parameter's source); defaults to the shipped one
+            and, with focus classes, the rows of their class parameters.
         scenario_note: Extra paragraph for the model notes (e.g. the exported phenotype and regimen).
+        n_classes: Focus classes the model is built from (1: the published model, nothing per class).
+        per_class: The class template's ids (:attr:`ra_model.model.classes.ClassTemplate.ids`), each written
+            ``F1__<id>`` ... ``FN__<id>`` when ``n_classes`` >= 2.
 
     Raises:
         ModelBuildError: If an annotation names an element the model does not have, or libsbml refuses it.
+        InvalidValueError: If ``n_classes`` is not a whole number from 1 to ``MAX_CLASSES``.
     """
+    n = check_n_classes(n_classes)
     data = data or load_annotations()
-    parameters = parameters if parameters is not None else read_parameter_table()
+    if parameters is None:
+        parameters = read_parameter_table() | class_parameter_table(n)
+    template_ids = frozenset(per_class) if n > 1 else frozenset()
     model = doc.getModel()
     _model_level(model, data, scenario_note)
     for element_id, qualifiers in data.terms.items():
-        element = model.getElementBySId(element_id)
-        if element is None:
+        copies = _copies(model, element_id, n, template_ids)
+        if not copies:
             raise ModelBuildError(
                 f"{ANNOTATION_FILE}: terms.{element_id} names no element of the model; fix or remove the entry"
             )
-        _ensure_metaid(element)
-        for qualifier, resources in qualifiers.items():
-            _add_cv(element, libsbml.BIOLOGICAL_QUALIFIER, QUALIFIERS[qualifier], qualifier, resources)
+        for k, element in copies:
+            _ensure_metaid(element)
+            if k:
+                _name_class_copy(element, element_id, k, n)
+            for qualifier, resources in qualifiers.items():
+                _add_cv(element, libsbml.BIOLOGICAL_QUALIFIER, QUALIFIERS[qualifier], qualifier, resources)
     for reaction in model.getListOfReactions():
-        term = data.reaction_term(reaction.getId())
+        term = data.reaction_term(_template_id(reaction.getId(), n, template_ids))
         if term:
             _check(reaction.setSBOTerm(term), f"SBO term {term} on reaction {reaction.getId()}")
     for parameter in model.getListOfParameters():
         pid = parameter.getId()
-        term = data.parameter_sbo.get(pid) or data.unit_sbo.get(parameter.getUnits()) or SBO_DEFAULT_PARAMETER
+        base = _template_id(pid, n, template_ids)
+        term = data.parameter_sbo.get(base) or data.unit_sbo.get(parameter.getUnits()) or SBO_DEFAULT_PARAMETER
         _check(parameter.setSBOTerm(term), f"SBO term {term} on parameter {pid}")
         info = parameters.get(pid)
         if info is not None:
             _set_notes(parameter, [f"{info.description}", f"Unit: {info.unit}.", f"Source: {info.source}."])
+
+
+def _copies(
+    model: libsbml.Model, element_id: str, n: int, template_ids: frozenset[str]
+) -> list[tuple[int, libsbml.SBase]]:
+    """Return the elements an annotation of ``element_id`` applies to, with their class (0: shared)."""
+    found: list[tuple[int, libsbml.SBase]] = []
+    shared = model.getElementBySId(element_id)
+    if shared is not None:
+        found.append((0, shared))
+    if element_id in template_ids:
+        for k in range(1, n + 1):
+            element = model.getElementBySId(class_id(element_id, k, n))
+            if element is not None:
+                found.append((k, element))
+    return found
+
+
+def _template_id(element_id: str, n: int, template_ids: frozenset[str]) -> str:
+    """Return the template id of a class's copy (``F3__J_stra8_syn`` -> ``J_stra8_syn``); other ids unchanged."""
+    for k in range(1, n + 1) if template_ids else ():
+        prefix = class_prefix(k)
+        if element_id.startswith(prefix) and element_id[len(prefix) :] in template_ids:
+            return element_id[len(prefix) :]
+    return element_id
+
+
+def _name_class_copy(element: libsbml.SBase, element_id: str, k: int, n: int) -> None:
+    """Name a class's copy of an annotated element, and say in its notes which class it belongs to."""
+    _check(element.setName(f"{element_id} (focus class F{k} of {n})"), f"name of {element.getId()}")
+    _set_notes(
+        element,
+        [
+            f"{element_id} in focus class F{k} of {n}: the same entity as {element_id} of the one-class model, "
+            f"in the germ line of this class of seminiferous-tubule foci (annotated with the same terms)."
+        ],
+    )
 
 
 def _model_level(model: libsbml.Model, data: AnnotationData, scenario_note: str) -> None:

@@ -25,7 +25,8 @@ import libsbml
 from ra_model.engines.engine import Engine
 from ra_model.errors import ModelBuildError, UnknownNameError
 from ra_model.interop.annotate import annotate_document
-from ra_model.model.phenotypes import Phenotype, get_phenotype
+from ra_model.model.classes import check_n_classes, class_template
+from ra_model.model.phenotypes import Phenotype, get_phenotype, shipped_class_template
 from ra_model.model.regimen import Regimen
 from ra_model.model.source import antimony_to_sbml, default_sbml
 from ra_model.model.validate import validate_sbml
@@ -99,6 +100,7 @@ def export_sbml(
     annotate: bool = True,
     source: Path | None = None,
     engine: Engine | None = None,
+    n_classes: int = 1,
 ) -> str:
     """Return the model as annotated, unit-complete SBML L3V2 text.
 
@@ -108,6 +110,11 @@ def export_sbml(
     as initial amounts, and the regimen in the dose event, so the file alone reproduces
     ``simulate(phenotype, regimen, overrides=overrides)`` in another simulator.
 
+    With ``n_classes`` = N >= 2 the testis is built from N focus classes (flat SBML, ids ``F1__SSC``, ...):
+    each class's copy of an annotated element carries the same terms, the class parameters their rows of
+    :func:`~ra_model.model.source.class_parameter_table`, and a scenario applies the phenotype to every
+    class, reproducing ``simulate(..., n_classes=N)``.
+
     Args:
         phenotype: Preset name or ``Phenotype``.
         regimen: A ``Regimen`` or its text form.
@@ -115,7 +122,8 @@ def export_sbml(
         changes: Parameter changes during the run, written as events ``E_change_<i>`` at their times.
         annotate: Add MIRIAM/SBO annotations, notes and model history.
         source: An Antimony file to export instead of the shipped model.
-        engine: Engine compiled from the same source (for the steady state); built if needed.
+        engine: Engine compiled from the same source and classes (for the steady state); built if needed.
+        n_classes: Tubule-focus classes to build the testis from (1, the default, is the published model).
 
     Returns:
         SBML text that passes libsbml's consistency and unit checks.
@@ -124,20 +132,28 @@ def export_sbml(
         ModelBuildError: If the result fails validation (the message lists the findings with line numbers).
         UnknownNameError: Unknown phenotype or parameter.
         RegimenParseError: Regimen text that cannot be parsed.
+        InvalidValueError: If ``n_classes`` is not a whole number from 1 to ``MAX_CLASSES``.
     """
-    sbml = antimony_to_sbml(source) if source is not None else default_sbml()
+    n = check_n_classes(n_classes)
+    sbml = antimony_to_sbml(source, n_classes=n) if source is not None else default_sbml(n)
     doc = libsbml.readSBMLFromString(sbml)
     model = doc.getModel()
     give_literals_units(model)
     note = ""
     if phenotype is not None or regimen is not None or overrides or changes:
-        note = _apply_scenario(model, sbml, phenotype, regimen, dict(overrides or {}), engine)
+        note = _apply_scenario(model, sbml, phenotype, regimen, dict(overrides or {}), engine, n)
     for i, change in enumerate(changes):
         _add_change_event(model, i, change)
     if changes:
         note += " Scheduled changes: " + "; ".join(f"day {c.t_d:g}: {c.parameter} = {c.value:g}" for c in changes) + "."
+    if n > 1:
+        note = f"The testis is built from {n} tubule-focus classes (ids F1__ to F{n}__). {note}".rstrip()
     if annotate:
-        annotate_document(doc, scenario_note=note)
+        per_class: tuple[str, ...] = ()
+        if n > 1:
+            template = class_template(source.read_text(encoding="utf-8")) if source else shipped_class_template()
+            per_class = template.ids
+        annotate_document(doc, scenario_note=note, n_classes=n, per_class=per_class)
     text = str(libsbml.writeSBMLToString(doc))
     report = validate_sbml(text)
     if not report.ok or report.unit_findings:
@@ -152,12 +168,14 @@ def _apply_scenario(
     regimen: Regimen | str | None,
     overrides: dict[str, float],
     engine: Engine | None,
+    n_classes: int,
 ) -> str:
     from ra_model.engines.simulate import default_engine, dose_plan, steady_state_amounts
 
     if engine is None:
-        engine = default_engine() if sbml == default_sbml() else Engine(sbml)
+        engine = default_engine(n_classes) if sbml == default_sbml(n_classes) else Engine(sbml)
     preset = get_phenotype(phenotype or "healthy") if not isinstance(phenotype, Phenotype) else phenotype
+    preset = preset.for_classes(n_classes)
     if isinstance(regimen, str):
         regimen = Regimen.parse(regimen)
     for name in overrides:

@@ -26,6 +26,13 @@ logged as a warning, once per parameter and side per process.
 Every place a parameter value enters calls this module: ``simulate()``'s overrides,
 ``ParameterChange``, phenotype presets, sweep spec ranges and fixed values, ``--set`` on the command
 line; :func:`check_values` and :func:`check_columns` are for sample tables.
+
+The class parameters of a testis built from focus classes (``F1__niche_share``, ``F3__ra_local``, ...;
+:mod:`ra_model.model.classes`) are checked the same way: their domain and plausible range come from
+:data:`~ra_model.model.classes.CLASS_PARAMETERS` (one row per parameter, generated per class by
+:func:`~ra_model.model.source.class_parameter_table`), not from ``models/parameters.csv``. Whether
+class ``k`` exists is the engine's question; here ``F1__`` to ``F32__`` are known. The niche shares
+must add up to 1 (:func:`check_combination`).
 """
 
 from __future__ import annotations
@@ -44,7 +51,8 @@ import numpy as np
 
 from ra_model.errors import InvalidValueError
 from ra_model.model.bounds import CONSTANT, DOMAINS, REGIMEN_CATEGORY, SWITCH, Domain
-from ra_model.model.source import parameter_table_path, read_parameter_table
+from ra_model.model.classes import CLASS_CATEGORY, CLASS_PARAMETERS, MAX_CLASSES, NICHE_SHARE, check_n_classes, class_id
+from ra_model.model.source import class_parameter_table, parameter_table_path, read_parameter_table
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -67,12 +75,26 @@ class _Rule:
     upper: float
 
 
+#: Largest difference from 1 of the sum of the niche shares that counts as 1 (decimal shares such as
+#: 0.1 + 0.2 + 0.3 + 0.4 add up to 1 only within round-off).
+NICHE_SHARE_SUM_TOL = 1e-9
+
+#: Where the plausible ranges come from, for messages: the table, or the class template's parameters.
+_TABLE_FILE = "models/parameters.csv"
+_CLASS_TABLE = "CLASS_PARAMETERS (ra_model.model.classes)"
+
+
 @lru_cache(maxsize=4)
 def _rules_for(path_text: str, mtime_ns: int, size: int) -> dict[str, _Rule]:
+    table = read_parameter_table(Path(path_text)) | class_parameter_table(MAX_CLASSES)
     return {
         pid: _Rule(pid, DOMAINS[p.domain], p.unit, p.category, p.description, p.value, p.lower, p.upper)
-        for pid, p in read_parameter_table(Path(path_text)).items()
+        for pid, p in table.items()
     }
+
+
+def _range_file(rule: _Rule) -> str:
+    return _CLASS_TABLE if rule.category == CLASS_CATEGORY else _TABLE_FILE
 
 
 def _rules() -> dict[str, _Rule]:
@@ -168,7 +190,7 @@ def _check(rules: Mapping[str, _Rule], name: str, value: object, *, where: str, 
     if not domain.contains(number):
         raise InvalidValueError(
             f"{place}{name} = {number:g} {domain.problem(number)}, but {name} ({rule.unit}) is {domain.meaning}; "
-            f"{domain.fix} (plausible range in models/parameters.csv: {rule.lower:g} to {rule.upper:g})"
+            f"{domain.fix} (plausible range in {_range_file(rule)}: {rule.lower:g} to {rule.upper:g})"
         )
     if warn and rule.lower < rule.upper and not rule.lower <= number <= rule.upper:
         _warn_outside(rule, number, place)
@@ -182,7 +204,7 @@ def _warn_outside(rule: _Rule, number: float, place: str) -> None:
             return
         _WARNED.add((rule.name, side))
     log.warning(
-        "%s%s = %g is %s the plausible range %g to %g %s in models/parameters.csv; the run goes ahead "
+        "%s%s = %g is %s the plausible range %g to %g %s in %s; the run goes ahead "
         "(further values of %s %s that range are not reported)",
         place,
         rule.name,
@@ -191,6 +213,7 @@ def _warn_outside(rule: _Rule, number: float, place: str) -> None:
         rule.lower,
         rule.upper,
         rule.unit,
+        _range_file(rule),
         rule.name,
         side,
     )
@@ -264,21 +287,29 @@ def check_columns(
                 _warn_outside(rule, high_value, f"{where}: ")
 
 
-def check_combination(parameters: Mapping[str, float], *, fed: bool, where: str = "") -> None:
+def check_combination(parameters: Mapping[str, float], *, fed: bool, where: str = "", n_classes: int = 1) -> None:
     """Check the rules that bound parameters together, so that no route creates mass.
 
     * ``f_oxo + f_isom <= 1``: the shares of isotretinoin clearance forming 4-oxo-isotretinoin and
       all-trans RA; the rest, ``1 - f_oxo - f_isom``, is eliminated and cannot be negative.
     * ``F_fasted * food_factor <= 1`` when the doses are taken with food: the bioavailability of a fed dose.
+    * With two or more focus classes, the niche shares ``F1__niche_share`` ... ``FN__niche_share`` add up
+      to 1. They split the stem niche (``stem_niche``) among the classes, so any other sum would change
+      the size of the testis's niche along with its make-up, which is ``stem_niche``'s job; a sum other
+      than 1 is refused rather than warned about, because a run that silently grows or shrinks the testis
+      answers another question than the one asked (and a renormalised share would not be the value given).
 
     Args:
-        parameters: Values set for the run; the table's values stand in for missing names.
+        parameters: Values set for the run; the table's values (each class's default share) stand in for
+            missing names.
         fed: Doses are taken with food (the regimen's ``fed``, or a ``fed`` of 1 in ``parameters``).
         where: Context for messages.
+        n_classes: Focus classes of the model the values are for (1: no niche shares to check).
 
     Raises:
-        InvalidValueError: Naming both values, their combination and the fix.
+        InvalidValueError: Naming the values, their combination and the fix.
     """
+    _check_niche_shares(parameters, check_n_classes(n_classes), where)
     rules = _rules()
     if not {"f_oxo", "f_isom", "F_fasted", "food_factor"} <= rules.keys():
         return
@@ -300,3 +331,24 @@ def check_combination(parameters: Mapping[str, float], *, fed: bool, where: str 
             f"{f_fasted * food:g}, above 1: more drug would be absorbed than was swallowed; "
             f"choose F_fasted * food_factor <= 1 (e.g. food_factor <= {1 / f_fasted:.3g} with this F_fasted)"
         )
+
+
+def _check_niche_shares(parameters: Mapping[str, float], n_classes: int, where: str) -> None:
+    """Refuse niche shares of an ``n_classes``-class testis that do not add up to 1 (see :func:`check_combination`)."""
+    if n_classes == 1:
+        return
+    spec = next(p for p in CLASS_PARAMETERS if p.name == NICHE_SHARE)
+    names = [class_id(NICHE_SHARE, k, n_classes) for k in range(1, n_classes + 1)]
+    shares = [float(parameters.get(name, spec.default(n_classes))) for name in names]
+    total = math.fsum(shares)
+    if abs(total - 1.0) <= NICHE_SHARE_SUM_TOL:
+        return
+    place = f"{where}: " if where else ""
+    given = ", ".join(f"{name} = {value:g}" for name, value in zip(names, shares, strict=True) if name in parameters)
+    raise InvalidValueError(
+        f"{place}the niche shares of the {n_classes} focus classes add up to {total:g}, not 1 ({given}; "
+        f"unset classes keep {spec.default(n_classes):g}): they split the stem niche (stem_niche) among the "
+        f"classes, so a sum of {total:g} would make the testis's niche {total:g} x stem_niche and change its "
+        "size along with its make-up; give shares that add up to 1 (e.g. divide each by their sum), and "
+        "change stem_niche to change the niche's size"
+    )

@@ -1,18 +1,35 @@
-"""Phenotype presets: named parameter sets read from models/phenotypes.toml."""
+"""Phenotype presets: named parameter sets read from models/phenotypes.toml.
+
+A preset names the ids of the one-class model (``SSC``, ``stem_niche``). In a testis built from focus
+classes (:mod:`ra_model.model.classes`) an id that exists only per class (``SSC`` becomes ``F1__SSC`` ...
+``FN__SSC``) applies to every class: :meth:`Phenotype.for_classes` writes it once per class. Which ids
+those are is read from the class template of ``models/ra_testis.ant`` (:func:`per_class_ids`), never listed
+here. Shared ids (``stem_niche``, ``EP1``) stay as they are.
+"""
 
 from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 
 from ra_model.errors import InvalidValueError, UnknownNameError
+from ra_model.model.classes import (
+    CLASS_PARAMETERS,
+    MAX_CLASSES,
+    NICHE_SHARE,
+    ClassTemplate,
+    check_n_classes,
+    class_id,
+    class_prefix,
+    class_template,
+)
 from ra_model.model.domain import check_value, domain_of
-from ra_model.model.source import PHENOTYPE_FILE, model_dir, read_parameter_table
+from ra_model.model.source import ANTIMONY_FILE, PHENOTYPE_FILE, model_dir, read_parameter_table
 
 _KEYS = {"description", "rationale", "parameters", "scale", "initial_amounts"}
 
@@ -81,6 +98,49 @@ class Phenotype:
         values.update(self.parameters)
         return values
 
+    def for_classes(self, n_classes: int) -> Phenotype:
+        """Return this preset for a testis built from ``n_classes`` focus classes.
+
+        Every id the preset names that exists only per class (:func:`per_class_ids`: germ-line species such
+        as ``SSC``, class parameters such as ``ra_local``) is set in every class (``F1__SSC`` ...
+        ``FN__SSC``) to the same value, or scaled by the same factor; shared ids are kept. A germ-cell
+        count is split among the classes by their default (equal) niche shares, as the class template
+        splits the written amounts, so the classes add up to the preset's testis (a zero stays zero).
+        Ids already written per class (``F3__ra_local``) are kept as they are, and win over the same
+        parameter named for every class (``ra_local``).
+
+        Args:
+            n_classes: Number of focus classes (1 to ``MAX_CLASSES``).
+
+        Returns:
+            The preset itself with one class; otherwise a copy with the same name, description and rationale.
+
+        Raises:
+            InvalidValueError: If ``n_classes`` is not a whole number from 1 to ``MAX_CLASSES``.
+        """
+        n = check_n_classes(n_classes)
+        if n == 1:
+            return self
+        per_class = per_class_ids()
+        cells = set(shipped_class_template().cell_species)
+        share = next(p for p in CLASS_PARAMETERS if p.name == NICHE_SHARE).default(n)
+
+        def spread(values: Mapping[str, float], *, split_cells: bool = False) -> dict[str, float]:
+            out: dict[str, float] = {}
+            for key, value in values.items():
+                if key in per_class:
+                    each = value * share if split_cells and key in cells else value
+                    out.update({class_id(key, k, n): each for k in range(1, n + 1)})
+            out.update({key: value for key, value in values.items() if key not in per_class})  # F3__x wins over x
+            return out
+
+        return replace(
+            self,
+            parameters=spread(self.parameters),
+            scale=spread(self.scale),
+            initial_amounts=spread(self.initial_amounts, split_cells=True),
+        )
+
 
 def load_phenotypes(path: Path | None = None) -> dict[str, Phenotype]:
     """Read the phenotype presets.
@@ -124,6 +184,41 @@ def _load(path_text: str, mtime_ns: int) -> dict[str, Phenotype]:
         except InvalidValueError as exc:
             raise InvalidValueError(f"{path}: {exc}") from exc
     return presets
+
+
+@lru_cache(maxsize=2)
+def _template(path_text: str, mtime_ns: int) -> ClassTemplate:
+    return class_template(Path(path_text).read_text(encoding="utf-8"))
+
+
+def shipped_class_template() -> ClassTemplate:
+    """Return the class template of the shipped ``models/ra_testis.ant`` (read once per modification time)."""
+    path = model_dir() / ANTIMONY_FILE
+    return _template(str(path), path.stat().st_mtime_ns)
+
+
+def per_class_ids() -> frozenset[str]:
+    """Return the ids of the shipped model that exist only per focus class once there are two or more.
+
+    They are the class template's ids without a shared counterpart (``SSC``, ``STRA8``, ``ra_local``;
+    not ``RAR_occupancy`` or ``STRA8_rel``, which also have a testis value), read from the template.
+    """
+    return frozenset(shipped_class_template().class_only)
+
+
+def classes_of(parameter_ids: Collection[str]) -> int:
+    """Return how many focus classes a model has, from its parameter ids (1 without class parameters).
+
+    Args:
+        parameter_ids: The model's parameter ids (e.g. ``engine.defaults``).
+
+    Returns:
+        ``N`` if the model has ``F1__niche_share`` ... ``FN__niche_share``, else 1.
+    """
+    n = 0
+    while n < MAX_CLASSES and class_prefix(n + 1) + NICHE_SHARE in parameter_ids:
+        n += 1
+    return max(n, 1)
 
 
 def get_phenotype(name: str) -> Phenotype:

@@ -36,10 +36,11 @@ from tqdm import tqdm
 
 from ra_model.engines.engine import Engine, SolverOptions
 from ra_model.errors import InvalidValueError, RAModelError, UnknownNameError
+from ra_model.model.classes import check_n_classes
 from ra_model.model.domain import check_columns
 from ra_model.model.phenotypes import load_phenotypes
 from ra_model.model.regimen import Regimen, parse_optional
-from ra_model.model.source import default_sbml, read_parameter_table, sbml_hash
+from ra_model.model.source import class_parameter_table, default_sbml, read_parameter_table, sbml_hash
 from ra_model.studies.metrics import Metric
 from ra_model.studies.sweep_settings import (
     MESSAGE,
@@ -113,7 +114,7 @@ _LOCAL = threading.local()
 
 
 def worker_engine(
-    *, fast: bool = False, rtol: float = SWEEP_RTOL, model: str | None = None, split: bool = False
+    *, fast: bool = False, rtol: float = SWEEP_RTOL, model: str | None = None, split: bool = False, n_classes: int = 1
 ) -> Engine | FastEngine | SplitEngine:
     """Return this thread's compiled engine for the exact or fast path, compiling it on first use.
 
@@ -126,9 +127,11 @@ def worker_engine(
         rtol: Relative tolerance of the exact path.
         model: Path of an SBML file to simulate instead of the shipped model (exact path only).
         split: The exact path on the split model (:mod:`ra_model.engines.splitpath`); shipped model only.
+        n_classes: Focus classes of the shipped model (:func:`ra_model.engines.simulate.default_engine`);
+            above 1 the whole model runs (``fast`` and ``split`` are one class only, see ``run_sweep``).
     """
-    split = split and not fast and model is None
-    key = "fast" if fast else f"{'split' if split else 'exact'}-{rtol:g}-{model or ''}"
+    split = split and not fast and model is None and n_classes == 1
+    key = "fast" if fast else f"{'split' if split else 'exact'}-{rtol:g}-{model or ''}-{n_classes}"
     engines: dict[str, Engine | FastEngine | SplitEngine] | None = getattr(_LOCAL, "engines", None)
     if engines is None:
         engines = {}
@@ -151,20 +154,20 @@ def worker_engine(
         else:
             from ra_model.engines.simulate import default_engine
 
-            shared = default_engine() if main else None
+            shared = default_engine(n_classes) if main else None
             wanted = SolverOptions(rtol=rtol, atol=SWEEP_ATOL)
             if shared is not None and shared.options == wanted:
                 engines[key] = shared
             else:
-                engines[key] = Engine(default_sbml(), options=wanted)
+                engines[key] = Engine(default_sbml(n_classes), options=wanted)
     return engines[key]
 
 
-def _init_worker(parent: int, fast: bool, rtol: float, model: str | None, split: bool) -> None:
+def _init_worker(parent: int, fast: bool, rtol: float, model: str | None, split: bool, n_classes: int = 1) -> None:
     """Process-pool initializer: tie the worker to its parent, then compile the model once."""
     follow_parent(parent)
     logging.getLogger("roadrunner").setLevel(logging.ERROR)
-    worker_engine(fast=fast, rtol=rtol, model=model, split=split)
+    worker_engine(fast=fast, rtol=rtol, model=model, split=split, n_classes=n_classes)
 
 
 # --------------------------------------------------------------------------- one sample
@@ -185,7 +188,13 @@ def _run_one(row: Mapping[str, Any], settings: SweepSettings) -> dict[str, Any]:
         from ra_model.engines.simulate import simulate
         from ra_model.engines.splitpath import SplitEngine, simulate_split
 
-        engine = worker_engine(fast=settings.fast, rtol=settings.rtol, model=settings.model, split=settings.split)
+        engine = worker_engine(
+            fast=settings.fast,
+            rtol=settings.rtol,
+            model=settings.model,
+            split=settings.split,
+            n_classes=settings.n_classes,
+        )
         common = {"t_end_d": settings.t_end_d, "overrides": overrides, "output_step_d": settings.output_step_d}
         if isinstance(engine, FastEngine):
             table = simulate_fast(phenotype, regimen, engine=engine, **common)  # type: ignore[arg-type]
@@ -280,6 +289,7 @@ def run_sweep(
     split: bool = True,
     progress: bool = True,
     chunk_size: int = 50,
+    n_classes: int = 1,
 ) -> pd.DataFrame:
     """Simulate every sample and reduce each result to metrics.
 
@@ -312,10 +322,15 @@ def run_sweep(
         split: Run the exact path on the split model (:mod:`ra_model.engines.splitpath`: every dose in
             libroadrunner, the germ-cell chain compiled; about 1.7x faster, errors below 2e-4 of
             the whole model's). False runs the whole model in libroadrunner, as ``simulate()`` does.
-            Ignored with ``fast`` or ``model`` (a custom model always runs whole).
+            Ignored with ``fast``, ``model`` or ``n_classes`` above 1 (those always run whole).
         progress: Show a tqdm progress bar with ETA on stderr.
         chunk_size: Samples per task and per Parquet chunk (smaller chunks are used when there are
             too few samples to keep every worker busy).
+        n_classes: Build the shipped testis from this many focus classes (:mod:`ra_model.model.classes`);
+            the samples may then set class parameters (``F3__ra_local``). The split and fast paths run one
+            class only for now, so with ``n_classes`` above 1 the whole model runs in libroadrunner, as
+            ``simulate(..., n_classes=N)`` does (``split`` is ignored and recorded as False), and
+            ``fast=True`` is refused.
 
     Returns:
         One row per sample in the order of ``samples``: the input columns, the metric columns,
@@ -332,7 +347,7 @@ def run_sweep(
             the finished chunks were saved, the workers stopped and the lock released.
     """
     settings = _validate(
-        samples, metrics, phenotype, regimen, t_end_d, output_step_d, fast, chunk_size, rtol, model, split
+        samples, metrics, phenotype, regimen, t_end_d, output_step_d, fast, chunk_size, rtol, model, split, n_classes
     )
     if not isinstance(fresh, bool):
         raise InvalidValueError(f"fresh = {fresh!r}; use True (start the folder over) or False (resume)")
@@ -428,7 +443,7 @@ def _execute(
         max_workers=min(n_workers, len(chunks)),
         mp_context=context,
         initializer=_init_worker,
-        initargs=(os.getpid(), settings.fast, settings.rtol, settings.model, settings.split),
+        initargs=(os.getpid(), settings.fast, settings.rtol, settings.model, settings.split, settings.n_classes),
     )
     futures: list[cf.Future[list[dict[str, Any]]]] = []
     try:
@@ -506,6 +521,7 @@ def _validate(
     rtol: float,
     model: Path | None,
     split: bool,
+    n_classes: int = 1,
 ) -> SweepSettings:
     if not (isinstance(rtol, float) and 1e-12 <= rtol <= 1e-3):
         raise InvalidValueError(
@@ -538,15 +554,28 @@ def _validate(
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise InvalidValueError(f"chunk_size = {chunk_size!r}; use a positive integer")
 
+    n = check_n_classes(n_classes)
     if model is not None and fast:
         raise InvalidValueError(f"model={model}: the fast path runs the shipped model only; use fast=False")
+    if n > 1 and fast:
+        raise InvalidValueError(
+            f"n_classes = {n} with fast=True: the fast path runs a one-class testis only (its compiled germ line "
+            "is one class for now); use fast=False, which runs the whole N-class model in libroadrunner"
+        )
+    if n > 1 and model is not None:
+        raise InvalidValueError(
+            f"n_classes = {n} with model={model}: a model file has its focus classes built in; give model= alone "
+            f"(export one with ra-model export sbml --classes {n})"
+        )
     if model is not None:
         from ra_model.engines.from_file import engine_from_file
 
         model_hash = engine_from_file(Path(model)).sbml_hash  # validates the file up front, with line numbers
     else:
-        model_hash = sbml_hash(default_sbml())
-    table = read_parameter_table()
+        model_hash = sbml_hash(default_sbml(n))
+    if n > 1 and split:
+        log.info("n_classes = %d: the split path runs one class only, so the whole model runs (split=False)", n)
+    table = read_parameter_table() | class_parameter_table(n)
     presets = load_phenotypes()
     known = set(table) | {PHENOTYPE, REGIMEN, SAMPLE_ID}
     parameter_columns: list[str] = []
@@ -590,9 +619,10 @@ def _validate(
         rtol=float(rtol),
         model=str(Path(model).resolve()) if model is not None else None,
         model_hash=model_hash,
-        split=bool(split) and not fast and model is None,
+        split=bool(split) and not fast and model is None and n == 1,
         parameter_columns=tuple(parameter_columns),
         meta_columns=tuple(meta_columns),
+        n_classes=n,
     )
 
 
