@@ -21,11 +21,12 @@ Why it is fast, and why it stays exact (measured in ``benchmarks/bench_sweep.py`
    back at its untreated steady state. About 10 of 360 intervals go through the solver.
 3. The germ line (:mod:`ra_model.engines.germline`) is integrated in compiled code on a half-hour grid from
    the recorded signals, stage by stage, with exponential steps; it is exact for constant rates and
-   second order otherwise.
+   second order otherwise. Its equations are read from the model's SBML
+   (:mod:`ra_model.engines.germline_table`), so an edit to the model is followed, and a rate law
+   outside the kernel's form is refused with the species and reaction named.
 
-The engine refuses to run if the compiled germ-line equations differ from the model's rate laws
-(:func:`check_germline_equations`, run when a fast engine is built), so an edit to the model cannot
-silently leave this path behind.
+The engine also refuses to run if the kernel's rates of change differ from libroadrunner's on the
+full model (:func:`check_germline_equations`, run when a fast engine is built).
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from ra_model.engines import germline
 from ra_model.engines.engine import DosePlan, Engine, SolverOptions
+from ra_model.engines.germline import GermlineKernel, kernel_for
+from ra_model.engines.germline_table import GermlineTable, read_germline
 from ra_model.engines.simulate import (
     PREEQ_FLOOR,
     clean_amounts,
@@ -95,8 +97,17 @@ WASHOUT_CHUNK_H = 240.0
 #: Dosing intervals simulated per solver call while waiting for periodicity.
 CHUNK_INTERVALS = 2
 
-#: Species the core does not carry.
-DROPPED_SPECIES: tuple[str, ...] = (*germline.SPECIES, *germline.DERIVED_SPECIES)
+
+def dropped_species(table: GermlineTable) -> tuple[str, ...]:
+    """Return the species the fast path's core does not carry: the germ line, its conserved partners and ledgers."""
+    return (*table.species, *table.derived, *table.ledgers)
+
+
+def __getattr__(name: str) -> Any:
+    """``DROPPED_SPECIES``: the species the shipped model's core does not carry (read from its SBML on first use)."""
+    if name == "DROPPED_SPECIES":
+        return dropped_species(read_germline(default_sbml()))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -131,10 +142,11 @@ def _names(ast: libsbml.ASTNode | None) -> set[str]:
     return found
 
 
-def core_sbml(sbml: str, *, drop: Sequence[str] = DROPPED_SPECIES) -> str:
+def core_sbml(sbml: str, *, drop: Sequence[str] | None = None) -> str:
     """Return the retinoid core of a model: the SBML without the germ-line species.
 
-    Species in ``drop`` (default :data:`DROPPED_SPECIES`) are removed, with the reactions that then have no species
+    Species in ``drop`` (default: the model's germ line, :func:`dropped_species` of its table) are
+    removed, with the reactions that then have no species
     or whose rate law reads a removed species, and (transitively) the assignment rules that read one.
     Reactions that consume a core species and produce a removed one keep their consumption.
 
@@ -143,8 +155,11 @@ def core_sbml(sbml: str, *, drop: Sequence[str] = DROPPED_SPECIES) -> str:
         drop: Species to remove.
 
     Raises:
-        ModelBuildError: If a species to drop is missing or the result does not validate as SBML.
+        ModelBuildError: If a species to drop is missing, or (default ``drop``) the model's germ line
+            cannot be read.
     """
+    if drop is None:
+        drop = dropped_species(read_germline(sbml))
     doc = libsbml.readSBMLFromString(sbml)
     model = doc.getModel()
     if model is None:
@@ -199,19 +214,21 @@ class FastEngine:
             options: Solver settings of the core; defaults to :func:`fast_engine_options`.
 
         Raises:
-            ModelBuildError: If the model cannot be split, or its germ-line rate laws differ from
-                :mod:`ra_model.engines.germline`.
+            ModelBuildError: If the model cannot be split, a germ-line rate law is outside the
+                kernel's form, or the kernel's rates differ from the model's.
         """
         text = sbml if sbml is not None else default_sbml()
+        #: The compiled germ line, read from this model.
+        self.kernel = kernel_for(text)
         self.full = Engine(text, options=options or fast_engine_options())
-        core = core_sbml(text)
+        core = core_sbml(text, drop=dropped_species(self.kernel.table))
         self.core = Engine(core, options=options or fast_engine_options())
         #: A second copy of the core, for the interval simulated from an extrapolated periodic state.
         self.probe = Engine(core, options=self.core.options)
         self.sbml_hash = self.full.sbml_hash
         self.options = self.core.options
         self.core_observables = [o for o in C.OBSERVABLES if o.model_id in self._core_names()]
-        check_germline_equations(self.full)
+        check_germline_equations(self.full, self.kernel)
 
     def _core_names(self) -> set[str]:
         names: set[str] = set()
@@ -242,14 +259,18 @@ def _random_state(engine: Engine, rng: np.random.Generator) -> dict[str, float]:
     }
 
 
-def check_germline_equations(engine: Engine, *, n_states: int = 3, seed: int = 0, rtol: float = 1e-5) -> None:
-    """Check :mod:`ra_model.engines.germline` against the model's own rate laws and observables.
+def check_germline_equations(
+    engine: Engine, kernel: GermlineKernel, *, n_states: int = 3, seed: int = 0, rtol: float = 1e-5
+) -> None:
+    """Check the compiled germ line against libroadrunner's rates of change and observables on the full model.
 
-    At random states, the rates of change that the compiled integrator implies (one step of
-    1e-7 h) and the observables it reports must equal libroadrunner's.
+    At random states, the rates of change that the kernel implies (one step of 1e-7 h) and the
+    observables it reports must equal libroadrunner's. The kernel is generated from the same SBML,
+    so a failure means the table or the kernel misread the model.
 
     Args:
         engine: The full model.
+        kernel: Its compiled germ line (:func:`ra_model.engines.germline.kernel_for` of the same SBML).
         n_states: Random states tried.
         seed: Seed of those states.
         rtol: Relative agreement required.
@@ -264,42 +285,41 @@ def check_germline_equations(engine: Engine, *, n_states: int = 3, seed: int = 0
         amounts = _random_state(engine, rng)
         engine.fresh(parameters=params, initial_amounts=amounts)
         expected = engine.rates_of_change()
-        signals = np.array([engine.get(name) for name in germline.INPUTS])
-        values = params | {"TJ_total": amounts["TJ_sealed"] + amounts["TJ_open"]}
-        x0 = np.array([amounts[s] for s in germline.SPECIES])
-        states = germline.integrate(
-            np.array([0.0, h]), np.vstack([signals, signals]), germline.parameter_vector(values), x0
-        )
+        signals = np.array([engine.get(name) for name in kernel.inputs])
+        values = params | kernel.table.totals(amounts)
+        pvec = kernel.parameter_vector(values)
+        x0 = np.array([amounts[s] for s in kernel.species])
+        states = kernel.integrate(np.array([0.0, h]), np.vstack([signals, signals]), pvec, x0)
         implied = (states[1] - states[0]) / h
-        for k, species in enumerate(germline.SPECIES):
+        for k, species in enumerate(kernel.species):
             want = expected[species]
             if abs(implied[k] - want) > rtol * max(abs(want), 1e-3 * abs(x0[k]), 1e-9):
                 raise ModelBuildError(
-                    f"the fast path's germ-line equation for {species!r} gives d/dt = {implied[k]:.6g}, the "
-                    f"model {want:.6g}; the model was edited. Update ra_model/germline.py or use the exact path"
+                    f"the compiled germ line gives d{species}/dt = {implied[k]:.6g}, the model {want:.6g}; "
+                    "ra_model.engines.germline_table misread the model: use the exact path (and report it)"
                 )
-        reported = germline_observables(states[:1], values)
+        reported = kernel.observables(states[:1], signals[None, :], pvec)
         for name, column in reported.items():
             want = engine.get(name)
             if abs(column[0] - want) > rtol * max(abs(want), 1e-12):
                 raise ModelBuildError(
-                    f"the fast path's observable {name!r} is {column[0]:.6g}, the model's {want:.6g}; update "
-                    "ra_model.engines.fastpath.germline_observables or use the exact path"
+                    f"the compiled germ line's observable {name!r} is {column[0]:.6g}, the model's {want:.6g}; "
+                    "ra_model.engines.germline_table misread the model: use the exact path (and report it)"
                 )
 
 
-def germline_observables(states: np.ndarray, values: Mapping[str, float]) -> dict[str, np.ndarray]:
-    """Return the model's observables that read germ-line species, by model id, from integrated states."""
-    col = {s: states[:, k] for k, s in enumerate(germline.SPECIES)}
-    ejaculate = values["ejaculate_fraction"] * col["CAUDA"] / values["ejaculate_volume_mL"]
-    return {
-        "plasma_4oxo_isotretinoin": col["Oxo"] / values["oxo_space"] * values["ngmL_per_nM_oxo"],
-        "STRA8_rel": col["STRA8"] / values["STRA8_ref"],
-        "BTB_integrity": (values["TJ_total"] - col["TJ_open"]) / values["TJ_total"],
-        "daily_sperm_production": values["k_rs"] * col["RS12"] * values["h_per_d"],
-        "ejaculate_concentration": ejaculate,
-        "motile_concentration": values["motile_fraction"] * ejaculate,
-    }
+def germline_observables(
+    kernel: GermlineKernel, states: np.ndarray, inputs: np.ndarray, values: Mapping[str, float]
+) -> dict[str, np.ndarray]:
+    """Return the model's observables that read germ-line states, by model id, from integrated states.
+
+    Args:
+        kernel: The compiled germ line.
+        states: Its states at some rows (m, n_states).
+        inputs: The core signals at the same rows (m, n_inputs).
+        values: Every parameter value the germ line reads (``SplitRun.values``).
+    """
+    return kernel.observables(states, inputs, kernel.parameter_vector(dict(values)))
 
 
 @lru_cache(maxsize=16)
@@ -521,7 +541,7 @@ def _run_periodic(
         top = marks[k_done]
         is_out = np.zeros(grid.size, dtype=np.bool_)
         is_out[out_rows] = True
-        _tile(grid, record, is_out, top - interval, top, end_of_doses, len(germline.INPUTS))
+        _tile(grid, record, is_out, top - interval, top, end_of_doses, len(engine.kernel.inputs))
         state = dict(zip(core.species_ids, record[mark_rows[k_done], species_cols].tolist(), strict=True))
         core.fresh(parameters=parameters, initial_amounts=clean_amounts(state, atol=core.options.atol))
         if transient:
@@ -593,13 +613,15 @@ def simulate_fast(
         output_step_d=output_step_d,
         overrides=overrides,
         path="fast path",
+        table=engine.kernel.table,
     )
     regimen, core_parameters, steady = scenario.regimen, scenario.core_parameters, scenario.steady
     context = scenario.context
 
     t_end_h = float(t_end_d) * 24.0
     out_h = output_grid_d(t_end_d, output_step_d) * 24.0
-    signals = [*germline.INPUTS, *(o.model_id for o in engine.core_observables), *core.species_ids]
+    kernel = engine.kernel
+    signals = [*kernel.inputs, *(o.model_id for o in engine.core_observables), *core.species_ids]
     doses = regimen.dose_times_h() if regimen is not None else ()
     interval = regimen.interval_h if regimen is not None else math.inf
     grid = _grid(t_end_h, tuple(out_h.tolist()), doses, interval, GRID_H, COARSE_GRID_H, WASHOUT_FINE_H)
@@ -644,14 +666,15 @@ def simulate_fast(
                 signals,
             )
 
-    pvec = germline.parameter_vector(scenario.values)
-    x_start = np.array([scenario.start[s] for s in germline.SPECIES])
-    inputs = np.ascontiguousarray(record[:, : len(germline.INPUTS)])
-    x0 = germline.steady_state(inputs[0], pvec, x_start)
-    states = germline.integrate(grid, inputs, pvec, x0)
+    pvec = kernel.parameter_vector(scenario.values)
+    x_start = np.array([scenario.start[s] for s in kernel.species])
+    n_in = len(kernel.inputs)
+    inputs = np.ascontiguousarray(record[:, :n_in])
+    x0 = kernel.steady_state(inputs[0], pvec, x_start)
+    states = kernel.integrate(grid, inputs, pvec, x0)
     rows = np.searchsorted(grid, out_h)
-    from_germline = germline_observables(states[rows], scenario.values)
-    from_core = {o.model_id: record[rows, len(germline.INPUTS) + j] for j, o in enumerate(engine.core_observables)}
+    from_germline = germline_observables(kernel, states[rows], inputs[rows], scenario.values)
+    from_core = {o.model_id: record[rows, n_in + j] for j, o in enumerate(engine.core_observables)}
     return split_table(
         scenario,
         out_h,
@@ -674,7 +697,8 @@ class SplitRun:
         core_parameters: Phenotype and user values of the parameters the core has.
         start: Species amounts before pre-equilibration (the model's, with the preset's on top).
         steady: The core's untreated steady state.
-        values: Every full-model parameter value, plus ``TJ_total``, as the germ line reads them.
+        values: Every full-model parameter value, plus the germ line's conserved totals
+            (``TJ_total``), as the germ line reads them.
         context: Scenario description for error messages.
     """
 
@@ -698,6 +722,7 @@ def prepare_split_run(
     output_step_d: float,
     overrides: Mapping[str, float] | None,
     path: str,
+    table: GermlineTable,
 ) -> SplitRun:
     """Check a scenario against the full model and pre-equilibrate the core without drug.
 
@@ -710,6 +735,7 @@ def prepare_split_run(
         output_step_d: Spacing of output rows, days.
         overrides: Parameter values by id, on top of the phenotype.
         path: Name of the calling path, for error messages.
+        table: The model's germ line (its conserved totals enter ``values``).
 
     Raises:
         UnknownNameError, InvalidValueError, RegimenParseError: As ``simulate.resolve_scenario``.
@@ -727,7 +753,7 @@ def prepare_split_run(
     except SimulationFailedError as exc:
         raise SimulationFailedError(f"{context}: pre-equilibration failed: {exc}") from exc
     values = dict(full.defaults) | parameters
-    values["TJ_total"] = start["TJ_sealed"] + start["TJ_open"]
+    values |= table.totals(start)
     return SplitRun(preset, parsed, user, core_parameters, start, steady, values, context)
 
 

@@ -19,8 +19,10 @@ Why it is exact, and why it is faster than the whole model in libroadrunner (mea
    integrates it on the half-hour grid from the recorded head states, with the gate's interpolant
    inside each step corrected to the exact mean that the recorded integral gives.
 
-Nothing is repeated or extrapolated (that is the fast path, :mod:`ra_model.engines.fastpath`); the
-compiled chain's equations are checked against the model's when an engine is built.
+Nothing is repeated or extrapolated (that is the fast path, :mod:`ra_model.engines.fastpath`). The
+chain, the head the core keeps, the fast input whose integral it carries and the observables read
+from the chain all come from the model's germ-line table (:mod:`ra_model.engines.germline_table`);
+the compiled chain's rates are checked against libroadrunner's when an engine is built.
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 import libsbml
 import numpy as np
 import pandas as pd
 
-from ra_model.engines import germline
 from ra_model.engines.engine import Engine, SolverOptions
 from ra_model.engines.fastpath import (
     check_germline_equations,
@@ -42,6 +44,8 @@ from ra_model.engines.fastpath import (
     prepare_split_run,
     split_table,
 )
+from ra_model.engines.germline import default_kernel, kernel_for
+from ra_model.engines.germline_table import GermlineTable, read_germline
 from ra_model.engines.simulate import (
     LEDGER_SPECIES,
     PREEQ_FLOOR,
@@ -56,9 +60,7 @@ from ra_model.model.source import default_sbml
 
 log = logging.getLogger(__name__)
 
-#: The germ-cell chain, integrated in compiled code; everything else stays in libroadrunner.
-CHAIN_SPECIES: tuple[str, ...] = tuple(s for s in germline.SPECIES if s not in germline.UPSTREAM)
-#: Variable added to the split core: the integral of the spermiation gate since t = 0, hours.
+#: Variable added to the split core: the integral of the fast input (the spermiation gate) since t = 0, hours.
 GATE_INTEGRAL = "spermiation_gate_integral"
 #: Spacing of the grid on which the core is recorded and the chain integrated, hours.
 SPLIT_GRID_H = 0.5
@@ -78,26 +80,53 @@ SETTLED_RTOL = 1e-7
 WASHOUT_CHUNK_H = 240.0
 
 
+def __getattr__(name: str) -> Any:
+    """``CHAIN_SPECIES``: the shipped model's germ-cell chain (read from its SBML on first use)."""
+    if name == "CHAIN_SPECIES":
+        return default_kernel().table.chain
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def fast_input(table: GermlineTable) -> str:
+    """Return the id of the fast input whose running integral the split core carries (the spermiation gate).
+
+    Raises:
+        ModelBuildError: If no germ-line state reads a fast input.
+    """
+    if table.fast_input < 0:
+        raise ModelBuildError("the model's germ line has no fast input (a gate feeding a saturable stage)")
+    return table.inputs[table.fast_input]
+
+
+def chain_observables(table: GermlineTable) -> tuple[str, ...]:
+    """Return the observables that read the chain's states (computed from the chain, not the core)."""
+    chain = set(table.chain)
+    return tuple(name for name, states in table.observable_states.items() if states & chain)
+
+
 def split_core_sbml(sbml: str) -> str:
-    """Return the split core: the model without the germ-cell chain, plus the gate's running integral.
+    """Return the split core: the model without the germ-cell chain, plus the fast input's running integral.
 
     Args:
         sbml: SBML text of the full model.
 
     Raises:
-        ModelBuildError: If the model has no germ-cell chain or no spermiation gate.
+        ModelBuildError: If the model's germ line cannot be read, or it has no fast input given by
+            an assignment rule.
     """
-    doc = libsbml.readSBMLFromString(core_sbml(sbml, drop=CHAIN_SPECIES))
+    table = read_germline(sbml)
+    gate = fast_input(table)
+    doc = libsbml.readSBMLFromString(core_sbml(sbml, drop=table.chain))
     model = doc.getModel()
-    if model.getAssignmentRuleByVariable("spermiation_gate") is None:
-        raise ModelBuildError("the model has no assignment rule 'spermiation_gate'; the split path needs one")
+    if model.getAssignmentRuleByVariable(gate) is None:
+        raise ModelBuildError(f"the model has no assignment rule {gate!r}; the split path needs one")
     parameter = model.createParameter()
     parameter.setId(GATE_INTEGRAL)
     parameter.setValue(0.0)
     parameter.setConstant(False)
     rule = model.createRateRule()
     rule.setVariable(GATE_INTEGRAL)
-    rule.setMath(libsbml.parseL3Formula("spermiation_gate"))
+    rule.setMath(libsbml.parseL3Formula(gate))
     return str(libsbml.writeSBMLToString(doc))
 
 
@@ -112,25 +141,25 @@ class SplitEngine:
             options: Solver settings of the core (default ``SolverOptions()``).
 
         Raises:
-            ModelBuildError: If the model cannot be split, or its germ-line rate laws differ from
-                :mod:`ra_model.engines.germline`.
+            ModelBuildError: If the model cannot be split, a germ-line rate law is outside the
+                kernel's form, or the kernel's rates differ from the model's.
         """
         text = sbml if sbml is not None else default_sbml()
+        #: The compiled germ line, read from this model.
+        self.kernel = kernel_for(text)
+        #: Observables computed from the chain's states (the rest are read from the core).
+        self.chain_observables = chain_observables(self.kernel.table)
         self.options = options or SolverOptions()
         self.full = Engine(text, options=self.options)
         self.core = Engine(split_core_sbml(text), options=self.options)
         self.sbml_hash = self.full.sbml_hash
-        self.core_observables = [o for o in C.OBSERVABLES if o.model_id not in _CHAIN_OBSERVABLES]
-        check_germline_equations(self.full)
+        self.core_observables = [o for o in C.OBSERVABLES if o.model_id not in self.chain_observables]
+        check_germline_equations(self.full, self.kernel)
 
     @property
     def defaults(self) -> dict[str, float]:
         """Parameter and compartment defaults of the full model."""
         return self.full.defaults
-
-
-#: Observables computed from the chain's states (the rest are read from the core).
-_CHAIN_OBSERVABLES = ("daily_sperm_production", "ejaculate_concentration", "motile_concentration")
 
 
 @lru_cache(maxsize=4)
@@ -167,7 +196,7 @@ def simulate_split(
         SimulationFailedError: The core's solver failed.
     """
     engine = engine or split_engine()
-    core = engine.core
+    core, kernel = engine.core, engine.kernel
     scenario = prepare_split_run(
         engine.full,
         core,
@@ -177,6 +206,7 @@ def simulate_split(
         output_step_d=output_step_d,
         overrides=overrides,
         path="split path",
+        table=kernel.table,
     )
     regimen, steady, context = scenario.regimen, scenario.steady, scenario.context
 
@@ -184,7 +214,7 @@ def simulate_split(
     out_h = output_grid_d(t_end_d, output_step_d) * 24.0
     doses = regimen.dose_times_h() if regimen is not None else ()
     grid = _grid(t_end_h, tuple(out_h.tolist()), doses)
-    signals = [*germline.INPUTS, *germline.UPSTREAM, GATE_INTEGRAL, *(o.model_id for o in engine.core_observables)]
+    signals = [*kernel.inputs, *kernel.upstream, GATE_INTEGRAL, *(o.model_id for o in engine.core_observables)]
     signals += list(core.species_ids)
     species_cols = slice(len(signals) - len(core.species_ids), len(signals))
     core.fresh(parameters=scenario.core_parameters, initial_amounts=steady)
@@ -217,8 +247,8 @@ def simulate_split(
                     break
             t, row = float(grid[j - 1]), j - 1
 
-    pvec = germline.parameter_vector(scenario.values)
-    n_in, n_up = len(germline.INPUTS), len(germline.UPSTREAM)
+    pvec = kernel.parameter_vector(scenario.values)
+    n_in, n_up = len(kernel.inputs), len(kernel.upstream)
     inputs = np.ascontiguousarray(record[:, :n_in])
     upstream = np.ascontiguousarray(record[:, n_in : n_in + n_up])
     integral = record[:, n_in + n_up]
@@ -226,16 +256,17 @@ def simulate_split(
     with np.errstate(invalid="ignore", divide="ignore"):
         gate_mean = np.where(steps > 0, np.diff(integral) / steps, np.nan)
     gate_mean[max(held_from - 1, 0) :] = np.nan  # held rows carry no integral
-    x_start = np.array([scenario.start[s] for s in germline.SPECIES])
-    x0 = germline.steady_state(inputs[0], pvec, x_start)
+    x_start = np.array([scenario.start[s] for s in kernel.species])
+    x0 = kernel.steady_state(inputs[0], pvec, x_start)
     x0[:n_up] = upstream[0]
-    fine = germline.refine_driven(grid, inputs, upstream, gate_mean, CHAIN_STEP_H)
-    states = germline.integrate_driven(fine[0], fine[1], pvec, x0, fine[2], fine[3], GATE_SUBSTEP_H)
+    fine = kernel.refine_driven(grid, inputs, upstream, gate_mean, CHAIN_STEP_H)
+    states = kernel.integrate_driven(fine[0], fine[1], pvec, x0, fine[2], fine[3], GATE_SUBSTEP_H)
     rows = np.searchsorted(grid, out_h)
-    from_chain = germline_observables(states[np.searchsorted(fine[0], out_h)], scenario.values)
+    fine_rows = np.searchsorted(fine[0], out_h)
+    from_chain = germline_observables(kernel, states[fine_rows], fine[1][fine_rows], scenario.values)
     first_core = n_in + n_up + 1
     observables = {o.model_id: record[rows, first_core + k] for k, o in enumerate(engine.core_observables)}
-    observables |= {name: from_chain[name] for name in _CHAIN_OBSERVABLES}
+    observables |= {name: from_chain[name] for name in engine.chain_observables}
     return split_table(
         scenario,
         out_h,
