@@ -54,10 +54,11 @@ Expr = tuple[Union[str, float, "Expr"], ...]
 ONE: Expr = ("const", 1.0)
 ZERO: Expr = ("const", 0.0)
 
-_BINARY = {libsbml.AST_PLUS: "+", libsbml.AST_MINUS: "-", libsbml.AST_TIMES: "*", libsbml.AST_DIVIDE: "/"}
-_POWER = {libsbml.AST_POWER, libsbml.AST_FUNCTION_POWER}
-_FUNCTIONS = {libsbml.AST_FUNCTION_EXP: "exp", libsbml.AST_FUNCTION_LN: "ln", libsbml.AST_FUNCTION_ROOT: "sqrt"}
-_NUMBERS = {libsbml.AST_INTEGER, libsbml.AST_REAL, libsbml.AST_REAL_E, libsbml.AST_RATIONAL}
+# Node kinds are read with ASTNode's predicates (isNumber, isName, isOperator/getCharacter, isFunction/
+# getName), never getType(): once libsedml or libcombine is imported beside libsbml, getType() returns an
+# opaque SWIG pointer that compares equal to nothing (tests/test_sbml_math_clash.py).
+_BINARY = {"+", "-", "*", "/"}
+_FUNCTIONS = {"exp": "exp", "ln": "ln", "root": "sqrt"}
 
 
 class UnsupportedRateLawError(ModelBuildError):
@@ -467,24 +468,24 @@ class _Converter:
         return ("input", name)
 
     def __call__(self, ast: libsbml.ASTNode) -> Expr:
-        t = ast.getType()
-        if t in _NUMBERS:
+        op = ast.getCharacter() if ast.isOperator() else ""
+        function = ast.getName() if ast.isFunction() else ""
+        if ast.isNumber():
             return ("const", float(ast.getValue()))
-        if t == libsbml.AST_NAME:
+        if ast.isName() and not ast.isConstant():
             return self._name(ast.getName())
-        if t in _BINARY and ast.getNumChildren() >= 1:
+        if op in _BINARY and ast.getNumChildren() >= 1:
             kids = [self(ast.getChild(k)) for k in range(ast.getNumChildren())]
-            op = _BINARY[t]
             if len(kids) == 1:
                 return neg(kids[0]) if op == "-" else kids[0]
             out = kids[0]
             for k in kids[1:]:
                 out = (op, out, k)
             return out
-        if t in _POWER:
+        if (op == "^" or function in ("pow", "power")) and ast.getNumChildren() == 2:
             return ("^", self(ast.getChild(0)), self(ast.getChild(1)))
-        if t in _FUNCTIONS and ast.getNumChildren() == 1:
-            return (_FUNCTIONS[t], self(ast.getChild(0)))
+        if function in _FUNCTIONS and ast.getNumChildren() == 1:
+            return (_FUNCTIONS[function], self(ast.getChild(0)))
         raise UnsupportedRateLawError(f"{libsbml.formulaToL3String(ast)!r} is outside the kernel's arithmetic")
 
     def _name(self, name: str) -> Expr:
