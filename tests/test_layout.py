@@ -129,9 +129,10 @@ def test_the_public_face_offers_the_verbs(verb: str) -> None:
     assert callable(getattr(ra_model, verb))
 
 
-def test_importing_the_package_does_not_load_matplotlib_or_panel() -> None:
+def test_importing_the_package_does_not_load_matplotlib_or_panel(tmp_path: Path) -> None:
     code = "import sys, ra_model; print(sorted(m for m in ('matplotlib', 'panel', 'bokeh') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    out = run.stdout
     assert out.strip() == "[]"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 CODE = """
 import libsbml, libsedml, libcombine
@@ -20,7 +21,9 @@ print(len(kernel.table.chain))
 """
 
 
-def test_the_germline_table_reads_math_after_libsedml_is_imported() -> None:
-    result = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=300)
+def test_the_germline_table_reads_math_after_libsedml_is_imported(tmp_path: Path) -> None:
+    # run outside the checkout: "python -c" puts the working directory first on sys.path, where the source
+    # tree would shadow the installed package (whose model files are mapped in by the installation)
+    result = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.strip().splitlines()[-1]) == 40
