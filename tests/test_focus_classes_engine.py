@@ -1,5 +1,7 @@
 """Focus classes on the whole-model path (issue 15, step 2): simulate, phenotypes, domain, export, CLI, sweep.
 
+The compiled paths (split and fast) with focus classes are tested in test_focus_classes_compiled.py.
+
 The N-class model is built from the class template of models/ra_testis.ant; nothing here lists per-class ids
 by hand: they come from the template (``per_class_ids``, ``class_template``) and ``CLASS_PARAMETERS``.
 """
@@ -206,15 +208,13 @@ def test_cli_simulate_with_classes(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main([*args, "--classes", "0"]) == 2
 
 
-def test_sweep_with_classes_runs_the_whole_model_and_refuses_the_fast_path() -> None:
+def test_sweep_with_classes_runs_the_whole_model_when_asked() -> None:
     samples = pd.DataFrame({"sample_id": ["low", "high"], "F1__ra_local": [0.5, 2.0]})
     metrics = {"dsp": lambda t: float(t[C.DAILY_SPERM_PRODUCTION].iloc[-1])}
     common = {"metrics": metrics, "phenotype": "maturation_arrest", "t_end_d": 30.0, "workers": 1, "progress": False}
-    with pytest.raises(InvalidValueError, match="fast path runs a one-class testis only"):
-        run_sweep(samples, fast=True, n_classes=2, **common)  # type: ignore[arg-type]
     with pytest.raises(UnknownNameError, match="F1__ra_local"):
         run_sweep(samples, **common)  # type: ignore[arg-type]
-    table = run_sweep(samples, n_classes=2, **common)  # type: ignore[arg-type]
+    table = run_sweep(samples, n_classes=2, split=False, **common)  # type: ignore[arg-type]
     assert list(table["status"]) == ["ok", "ok"]
     provenance = table.attrs["provenance"]
     assert provenance["split"] is False and provenance["model_hash"] == default_engine(2).sbml_hash

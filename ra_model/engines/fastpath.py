@@ -7,7 +7,9 @@ Why it is fast, and why it stays exact (measured in ``benchmarks/bench_sweep.py`
    (isotretinoin gut/plasma/peripheral, plasma atRA, testis retinol, retinal, atRA, 13-cis-RA,
    CYP26), which carries the doses and the CYP26 feedback, and a feed-forward *germ line* of 43
    species driven by four core signals. The core is derived from the shipped SBML with libsbml
-   (:func:`core_sbml`), so it has one home: ``models/ra_testis.ant``.
+   (:func:`core_sbml`), so it has one home: ``models/ra_testis.ant``. With N focus classes the core
+   is the same 9 species; the germ line is every class's (and the shared ducts), driven by each
+   class's RAR occupancy and gates.
 2. Under a fixed regimen the core becomes periodic within a couple of weeks (its slow modes,
    peripheral isotretinoin and testis RA with CYP26, shrink by about 0.6 and 0.4 per 12-h
    interval). The core is simulated dose by dose, exactly, for a few intervals; the periodic state
@@ -48,6 +50,7 @@ from ra_model.engines.germline import GermlineKernel, kernel_for
 from ra_model.engines.germline_table import GermlineTable, read_germline
 from ra_model.engines.simulate import (
     PREEQ_FLOOR,
+    check_engine_or_classes,
     clean_amounts,
     dose_plan,
     output_grid_d,
@@ -57,6 +60,7 @@ from ra_model.engines.simulate import (
 )
 from ra_model.errors import ModelBuildError, SimulationFailedError, UnknownNameError
 from ra_model.model import columns as C
+from ra_model.model.classes import check_n_classes
 from ra_model.model.phenotypes import Phenotype
 from ra_model.model.regimen import Regimen
 from ra_model.model.source import default_sbml
@@ -246,10 +250,21 @@ class FastEngine:
         return self.full.defaults
 
 
-@lru_cache(maxsize=1)
-def fast_engine() -> FastEngine:
-    """Return the process-wide fast engine, compiled (and checked) on first use."""
-    return FastEngine()
+def fast_engine(n_classes: int = 1) -> FastEngine:
+    """Return the process-wide fast engine, compiled (and checked) on first use.
+
+    Args:
+        n_classes: Tubule-focus classes the testis is built from (:func:`ra_model.model.source.default_sbml`).
+
+    Raises:
+        InvalidValueError: If ``n_classes`` is not a whole number from 1 to ``MAX_CLASSES``.
+    """
+    return _fast_engine(check_n_classes(n_classes))
+
+
+@lru_cache(maxsize=2)
+def _fast_engine(n_classes: int) -> FastEngine:
+    return FastEngine(default_sbml(n_classes) if n_classes > 1 else None)
 
 
 def _random_state(engine: Engine, rng: np.random.Generator) -> dict[str, float]:
@@ -579,8 +594,12 @@ def simulate_fast(
     output_step_d: float = 1.0,
     engine: FastEngine | None = None,
     periodic: bool = True,
+    n_classes: int | None = None,
 ) -> pd.DataFrame:
     """Simulate like :func:`ra_model.simulate.simulate`, on the split model (see the module docstring).
+
+    With ``n_classes`` = N the testis is built from N focus classes, as ``simulate(...,
+    n_classes=N)`` does: the retinoid core is the same, and every class's germ line is compiled.
 
     Args:
         phenotype: Preset name or a ``Phenotype``.
@@ -592,6 +611,7 @@ def simulate_fast(
         periodic: Repeat the core's periodic interval instead of simulating every dose (the speed-up).
             With False every dose is simulated and only the germ-line integration differs from
             ``simulate()``.
+        n_classes: Build the shipped model from this many focus classes (not with ``engine``).
 
     Returns:
         The same columns and ``attrs`` as ``simulate()``; ``attrs["fast_path"]`` is a
@@ -599,10 +619,11 @@ def simulate_fast(
 
     Raises:
         UnknownNameError: Unknown phenotype or parameter.
-        InvalidValueError: Bad horizon or step.
+        InvalidValueError: Bad horizon or step, a bad ``n_classes``, or ``n_classes`` with ``engine``.
         SimulationFailedError: The core's solver failed.
     """
-    engine = engine or fast_engine()
+    check_engine_or_classes(engine, n_classes)
+    engine = engine or fast_engine(1 if n_classes is None else n_classes)
     core = engine.core
     scenario = prepare_split_run(
         engine.full,

@@ -12,9 +12,10 @@ model, only the schemes, compiled once (numba) for any table:
 - ``logistic`` states (the stem pool): the logistic's closed-form solution over each step;
 - ``saturable`` states (the caput, whose duct loss makes the ejaculate threshold; stiff when nearly
   empty): TR-BDF2, whose two implicit stages are quadratics solved in closed form;
-- the states that read the *fast input* (the spermiation gate: mature spermatids and the caput),
-  together, in sub-steps that follow the input's cubic interpolant, corrected to its exact mean
-  over each step when the core records its integral (the split exact path).
+- the states that read a *fast input* (the spermiation gate, one per focus class: every class's
+  mature spermatids and the shared caput), together, in sub-steps that follow each input's cubic
+  interpolant, corrected to its exact mean over each step when the core records its integral
+  (the split exact path).
 
 Since each state reads only inputs and states before it, the cascade is integrated one state at a
 time over the whole grid, with every series contiguous in memory (states and gates are stored
@@ -414,40 +415,43 @@ def _march_block(
     qt: np.ndarray,
     gate_mean: np.ndarray,
     substep_h: float,
-    fast_gate: int,
+    fast_gates: np.ndarray,
     b_lo: int,
     b_hi: int,
     po: np.ndarray,
     qo: np.ndarray,
 ) -> None:
-    """Integrate the states that read the fast input (``b_lo:b_hi``) together, in sub-steps.
+    """Integrate the states that read a fast input (``b_lo:b_hi``) together, in sub-steps.
 
     Near the ejaculate threshold the caput passes only the small excess of the spermiation flux over
     the duct loss, so the flux's swings within each step are followed with a cubic (Hermite)
-    interpolant of the fast input; with its exact mean known, each sub-step's loss rate uses the
-    corrected cubic's integral. Inflows from outside the block, and loss rates that the fast input
-    does not gate, are evaluated on the grid first and taken linear over each step.
+    interpolant of each fast input (one per focus class); with its exact mean known, each
+    sub-step's loss rate uses the corrected cubic's integral. Inflows from outside the block, and
+    loss rates that no fast input gates, are evaluated on the grid first and taken linear over each
+    step.
 
     Args:
         times: Grid, hours (n,).
-        fu: The fast input on the grid (n,).
+        fu: The fast inputs on the grid (n_fast, n).
         kv: Constants.
         z: States, one row each (n_states, n); rows ``b_lo:b_hi`` are written.
         g: Gate values, one row each.
         lay: Per state: scheme, inflow terms lo/hi, loss terms lo/hi, b or V slot, K slot.
         pt: Inflow terms: constant slot, gate row, source state.
         qt: Loss terms: constant slot, gate row.
-        gate_mean: The fast input's exact mean over each step (n - 1,), NaN where unknown; or empty.
+        gate_mean: Each fast input's exact mean over each step (n_fast, n - 1), NaN where unknown; or
+            an empty array.
         substep_h: Longest sub-step, hours.
-        fast_gate: Gate row that is the fast input itself.
+        fast_gates: Gate row that is each fast input itself (n_fast,).
         b_lo: First state of the block.
         b_hi: One past its last state.
         po: Work array (b_hi - b_lo, n): inflows from outside the block.
-        qo: Work array (b_hi - b_lo, n): loss rates the fast input does not gate.
+        qo: Work array (b_hi - b_lo, n): loss rates no fast input gates.
     """
     n = times.shape[0]
     nb = b_hi - b_lo
-    with_mean = gate_mean.shape[0] == n - 1
+    nf = fast_gates.shape[0]
+    with_mean = gate_mean.shape[0] == nf and gate_mean.shape[1] == n - 1
     po[:] = 0.0
     qo[:] = 0.0
     n_in = 0
@@ -455,7 +459,7 @@ def _march_block(
         k = b_lo + b
         for t in range(lay[k, 1], lay[k, 2]):
             gate, src = pt[t, 1], pt[t, 2]
-            if gate == fast_gate or b_lo <= src < b_hi:
+            if _fast_index(fast_gates, gate) >= 0 or b_lo <= src < b_hi:
                 n_in += 1
                 continue
             c = kv[pt[t, 0]]
@@ -468,17 +472,18 @@ def _march_block(
                 po[b, r] += v
         for t in range(lay[k, 3], lay[k, 4]):
             gate = qt[t, 1]
-            if gate == fast_gate:
+            if _fast_index(fast_gates, gate) >= 0:
                 continue
             c = kv[qt[t, 0]]
             for r in range(n):
                 qo[b, r] += c * g[gate, r] if gate >= 0 else c
-    # the terms evaluated in every sub-step: gated by the fast input, or between the block's states
+    # the terms evaluated in every sub-step: gated by a fast input, or between the block's states
     in_ptr = np.zeros(nb + 1, dtype=np.int64)
     in_c = np.zeros(max(n_in, 1))
-    in_fast = np.zeros(max(n_in, 1), dtype=np.bool_)
+    in_fast = np.full(max(n_in, 1), -1, dtype=np.int64)
     in_src = np.full(max(n_in, 1), -1, dtype=np.int64)
     qf = np.zeros(nb)
+    qf_at = np.zeros(nb, dtype=np.int64)  # the fast input that gates the state's loss (0 if none: qf = 0)
     sat = np.zeros(nb, dtype=np.bool_)
     vmax = np.zeros(nb)
     km = np.zeros(nb)
@@ -486,15 +491,18 @@ def _march_block(
     for b in range(nb):
         k = b_lo + b
         for t in range(lay[k, 1], lay[k, 2]):
-            if pt[t, 1] == fast_gate or b_lo <= pt[t, 2] < b_hi:
+            j = _fast_index(fast_gates, pt[t, 1])
+            if j >= 0 or b_lo <= pt[t, 2] < b_hi:
                 in_c[m_in] = kv[pt[t, 0]]
-                in_fast[m_in] = pt[t, 1] == fast_gate
+                in_fast[m_in] = j
                 in_src[m_in] = pt[t, 2] - b_lo if pt[t, 2] >= 0 else -1
                 m_in += 1
         in_ptr[b + 1] = m_in
         for t in range(lay[k, 3], lay[k, 4]):
-            if qt[t, 1] == fast_gate:
+            j = _fast_index(fast_gates, qt[t, 1])
+            if j >= 0:
                 qf[b] += kv[qt[t, 0]]
+                qf_at[b] = j
         sat[b] = lay[k, 0] == _SATURABLE
         if sat[b]:
             vmax[b], km[b] = kv[lay[k, 5]], kv[lay[k, 6]]
@@ -505,6 +513,17 @@ def _march_block(
     w0 = np.zeros(nb)
     w1 = np.zeros(nb)
     w2 = np.zeros(nb)
+    # each fast input's cubic over the step, its value at the sub-step's ends and its mean over it
+    c0 = np.zeros(nf)
+    c1 = np.zeros(nf)
+    c2 = np.zeros(nf)
+    c3 = np.zeros(nf)
+    bump = np.zeros(nf)
+    bv = np.zeros(nf)
+    fa = np.zeros(nf)
+    fb = np.zeros(nf)
+    area_a = np.zeros(nf)
+    mean = np.full(nf, math.nan)
     # the cubic's basis at the sub-step ends, for the current number of sub-steps
     m_last = -1
     basis = np.zeros((1, 10))
@@ -515,9 +534,17 @@ def _march_block(
             for b in range(nb):
                 z[b_lo + b, r] = z[b_lo + b, i]
             continue
-        g0, d0, g1, d1, bump = _gate_cubic(times, fu, i, gate_mean[i] if with_mean else math.nan)
-        has_mean = not math.isnan(bump)
-        steady_gate = g0 == g1 and d0 == 0.0 and d1 == 0.0 and (not has_mean or bump == 0.0)
+        has_mean = True
+        steady_gate = True
+        for j in range(nf):
+            c0[j], c1[j], c2[j], c3[j], bump[j] = _gate_cubic(
+                times, fu[j], i, gate_mean[j, i] if with_mean else math.nan
+            )
+            has_mean = has_mean and not math.isnan(bump[j])
+            steady_gate = steady_gate and c0[j] == c2[j] and c1[j] == 0.0 and c3[j] == 0.0
+        if has_mean:
+            for j in range(nf):
+                steady_gate = steady_gate and bump[j] == 0.0
         m = 1 if steady_gate else int(math.ceil(h / substep_h - 1e-9))
         if m != m_last:
             basis = np.empty((m, 10))
@@ -537,23 +564,30 @@ def _march_block(
                 basis[s, 9] = 3.0 * t2 - 2.0 * t3
             m_last = m
         hs = h / m
-        bv = bump if has_mean else 0.0
-        fa = fu[i]
-        area_a = 0.0
-        mean = math.nan
+        for j in range(nf):
+            bv[j] = bump[j] if has_mean else 0.0
+            fa[j] = fu[j, i]
+            area_a[j] = 0.0
         for b in range(nb):
             cur_b[b] = z[b_lo + b, i]
         for s in range(m):
             tau_a = s / m
             tau = (s + 1.0) / m
-            if s + 1 < m:
-                fb = basis[s, 0] * g0 + basis[s, 1] * d0 + basis[s, 2] * g1 + basis[s, 3] * d1 + bv * basis[s, 4]
-            else:
-                fb = fu[r]
-            if has_mean:
-                area_b = basis[s, 5] * g0 + basis[s, 6] * d0 + basis[s, 7] * g1 + basis[s, 8] * d1 + bump * basis[s, 9]
-                mean = (area_b - area_a) * m
-                area_a = area_b
+            for j in range(nf):
+                if s + 1 < m:
+                    fb[j] = (
+                        basis[s, 0] * c0[j] + basis[s, 1] * c1[j] + basis[s, 2] * c2[j] + basis[s, 3] * c3[j]
+                        + bv[j] * basis[s, 4]
+                    )  # fmt: skip
+                else:
+                    fb[j] = fu[j, r]
+                if has_mean:
+                    area_b = (
+                        basis[s, 5] * c0[j] + basis[s, 6] * c1[j] + basis[s, 7] * c2[j] + basis[s, 8] * c3[j]
+                        + bump[j] * basis[s, 9]
+                    )  # fmt: skip
+                    mean[j] = (area_b - area_a[j]) * m
+                    area_a[j] = area_b
             for b in range(nb):
                 cur_a[b] = cur_b[b]
             for b in range(nb):
@@ -564,9 +598,10 @@ def _march_block(
                 for t in range(in_ptr[b], in_ptr[b + 1]):
                     va = in_c[t]
                     vb = in_c[t]
-                    if in_fast[t]:
-                        va *= fa
-                        vb *= fb
+                    j = in_fast[t]
+                    if j >= 0:
+                        va *= fa[j]
+                        vb *= fb[j]
                     if in_src[t] >= 0:
                         va *= cur_a[in_src[t]]
                         vb *= cur_b[in_src[t]]
@@ -575,7 +610,11 @@ def _march_block(
                 qoa = qo0 + tau_a * dqo
                 qob = qo0 + tau * dqo
                 # the loss rate's mean over the sub-step: the fast input's exact one where known
-                qm = qf[b] * mean + 0.5 * (qoa + qob) if has_mean else 0.5 * ((qf[b] * fa + qoa) + (qf[b] * fb + qob))
+                j = qf_at[b]
+                if has_mean:
+                    qm = qf[b] * mean[j] + 0.5 * (qoa + qob)
+                else:
+                    qm = 0.5 * ((qf[b] * fa[j] + qoa) + (qf[b] * fb[j] + qob))
                 if sat[b]:
                     cur_b[b] = _tr_bdf2_duct(cur_a[b], pa, pb, hs, vmax[b], km[b], qm)
                 else:
@@ -583,9 +622,21 @@ def _march_block(
                         w0[b], w1[b], w2[b] = _weights(qm, hs)
                         wq[b], wh[b] = qm, hs
                     cur_b[b] = w0[b] * cur_a[b] + w1[b] * pa + w2[b] * (pb - pa)
-            fa = fb
+            for j in range(nf):
+                fa[j] = fb[j]
         for b in range(nb):
             z[b_lo + b, r] = cur_b[b]
+
+
+@njit(cache=True, error_model="numpy")
+def _fast_index(fast_gates: np.ndarray, gate: int) -> int:
+    """Which fast input a gate row is (-1 if none)."""
+    if gate < 0:
+        return -1
+    for j in range(fast_gates.shape[0]):
+        if fast_gates[j] == gate:
+            return j
+    return -1
 
 
 @njit(cache=True, error_model="numpy")
@@ -603,8 +654,8 @@ def _march(
     qt: np.ndarray,
     gate_mean: np.ndarray,
     substep_h: float,
-    fast: int,
-    fast_gate: int,
+    fast: np.ndarray,
+    fast_gates: np.ndarray,
     b_lo: int,
     b_hi: int,
 ) -> None:
@@ -616,8 +667,11 @@ def _march(
     for k in range(k_lo, k_hi):
         if b_lo <= k < b_hi:
             if k == b_lo:
+                fu = np.empty((fast.shape[0], times.shape[0]))
+                for j in range(fast.shape[0]):
+                    fu[j, :] = u[fast[j]]
                 _march_block(
-                    times, u[fast], kv, z, g, lay, pt, qt, gate_mean, substep_h, fast_gate, b_lo, b_hi,
+                    times, fu, kv, z, g, lay, pt, qt, gate_mean, substep_h, fast_gates, b_lo, b_hi,
                     work[4 : 4 + nb], work[4 + nb : 4 + 2 * nb],
                 )  # fmt: skip
             continue
@@ -641,8 +695,8 @@ def _integrate(
     upstream: np.ndarray,
     gate_mean: np.ndarray,
     substep_h: float,
-    fast: int,
-    fast_gate: int,
+    fast: np.ndarray,
+    fast_gates: np.ndarray,
     b_lo: int,
     b_hi: int,
 ) -> None:
@@ -655,9 +709,11 @@ def _integrate(
         for k in range(n_head):
             z[k, :] = upstream[k, :]
     else:
-        _march(times, u, kv, z, g, work, 0, n_head, lay, pt, qt, gate_mean, substep_h, fast, fast_gate, b_lo, b_hi)
+        _march(times, u, kv, z, g, work, 0, n_head, lay, pt, qt, gate_mean, substep_h, fast, fast_gates, b_lo, b_hi)
     _run_program(gate_ops, n_input_ops, gate_ops.shape[0], kv, u, z, g, work[0], work[1])
-    _march(times, u, kv, z, g, work, n_head, z.shape[0], lay, pt, qt, gate_mean, substep_h, fast, fast_gate, b_lo, b_hi)
+    _march(
+        times, u, kv, z, g, work, n_head, z.shape[0], lay, pt, qt, gate_mean, substep_h, fast, fast_gates, b_lo, b_hi
+    )
 
 
 @njit(cache=True, error_model="numpy")
@@ -701,10 +757,16 @@ def _steady(
 
 @njit(cache=True, error_model="numpy")
 def _refine(
-    times: np.ndarray, inputs: np.ndarray, upstream: np.ndarray, gate_mean: np.ndarray, max_step_h: float, fast: int
+    times: np.ndarray,
+    inputs: np.ndarray,
+    upstream: np.ndarray,
+    gate_mean: np.ndarray,
+    max_step_h: float,
+    fast: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """See :meth:`GermlineKernel.refine_driven` (rows are times here)."""
+    """See :meth:`GermlineKernel.refine_driven` (rows are times here; ``gate_mean`` is (n_fast, n - 1))."""
     n = times.shape[0]
+    nf = fast.shape[0]
     counts = np.ones(max(n - 1, 0), dtype=np.int64)
     for i in range(n - 1):
         h = times[i + 1] - times[i]
@@ -714,19 +776,20 @@ def _refine(
     ft = np.empty(total)
     fin = np.empty((total, inputs.shape[1]))
     fup = np.empty((total, upstream.shape[1]))
-    fgm = np.empty(total - 1)
-    fu = np.ascontiguousarray(inputs[:, fast]) if fast >= 0 else np.empty(0)
+    fgm = np.full((nf, total - 1), math.nan)
+    cubic = np.zeros((nf, 5))
+    fu = np.empty((nf, n))
+    for f in range(nf):
+        fu[f, :] = inputs[:, fast[f]]
     r = 0
     for i in range(n - 1):
         h = times[i + 1] - times[i]
         m = counts[i]
-        bump = 0.0
-        g0 = d0 = g1 = d1 = 0.0
-        if fast >= 0:
-            g0, d0, g1, d1, bump = _gate_cubic(times, fu, i, gate_mean[i])
-            if math.isnan(bump):
-                bump = 0.0
-        area_a = 0.0
+        for f in range(nf):
+            g0, d0, g1, d1, bump = _gate_cubic(times, fu[f], i, gate_mean[f, i])
+            cubic[f, 0], cubic[f, 1], cubic[f, 2], cubic[f, 3] = g0, d0, g1, d1
+            cubic[f, 4] = 0.0 if math.isnan(bump) else bump
+        area_a = np.zeros(nf)
         for j in range(m):
             tau = j / m
             ft[r] = times[i] + tau * h
@@ -734,13 +797,12 @@ def _refine(
                 fin[r, c] = inputs[i, c] + tau * (inputs[i + 1, c] - inputs[i, c])
             for c in range(upstream.shape[1]):
                 fup[r, c] = upstream[i, c] + tau * (upstream[i + 1, c] - upstream[i, c])
-            if fast >= 0:
-                fin[r, fast] = _gate_value(tau, g0, d0, g1, d1, bump)
+            for f in range(nf):
+                g0, d0, g1, d1, bump = cubic[f, 0], cubic[f, 1], cubic[f, 2], cubic[f, 3], cubic[f, 4]
+                fin[r, fast[f]] = _gate_value(tau, g0, d0, g1, d1, bump)
                 area_b = _gate_area((j + 1.0) / m, g0, d0, g1, d1, bump)
-                fgm[r] = (area_b - area_a) * m if m > 1 or not math.isnan(gate_mean[i]) else math.nan
-                area_a = area_b
-            else:
-                fgm[r] = math.nan
+                fgm[f, r] = (area_b - area_a[f]) * m if m > 1 or not math.isnan(gate_mean[f, i]) else math.nan
+                area_a[f] = area_b
             r += 1
     ft[r] = times[n - 1]
     fin[r] = inputs[n - 1]
@@ -971,8 +1033,12 @@ class GermlineKernel:
         self.inputs = table.inputs
         self.upstream = table.head
         self.n_states = len(table.species)
-        self.fast = table.fast_input
-        self._fast_gate = table.gates.index(("input", table.inputs[table.fast_input])) if table.fast_input >= 0 else -1
+        #: Indices of the fast inputs among :attr:`inputs` (one per focus class).
+        self.fast = np.array(table.fast_inputs, dtype=np.int64)
+        #: The gate row that is each fast input itself.
+        self._fast_gates = np.array(
+            [table.gates.index(("input", table.inputs[f])) for f in table.fast_inputs], dtype=np.int64
+        )
         self._block = (table.substepped[0], table.substepped[-1] + 1) if table.substepped else (0, 0)
 
     def parameter_vector(self, values: dict[str, float]) -> np.ndarray:
@@ -997,7 +1063,7 @@ class GermlineKernel:
             The states at every grid time (n, n_states), a transposed view of state-major storage.
         """
         return self.integrate_driven(
-            times, inputs, params, x0, np.empty((0, len(self.upstream))), np.empty(0), GATE_SUBSTEP_H
+            times, inputs, params, x0, np.empty((0, len(self.upstream))), np.empty((0, 0)), GATE_SUBSTEP_H
         )
 
     def integrate_driven(
@@ -1019,10 +1085,10 @@ class GermlineKernel:
             x0: States at ``times[0]``.
             upstream: The head states recorded by a core that carries them (n, n_head), used
                 instead of integrating them here; or an empty (0, n_head) array.
-            gate_mean: The fast input's exact mean over each grid step (n - 1,), from the integral
-                the core carries (NaN where unknown); or an empty array. Its interpolant inside
-                each step is corrected to have this mean.
-            gate_substep_h: Longest sub-step of the states that read the fast input, hours.
+            gate_mean: Each fast input's exact mean over each grid step (n_fast, n - 1), from the
+                integrals the core carries (NaN where unknown); (n - 1,) with one fast input; or an
+                empty array. Each interpolant inside a step is corrected to have this mean.
+            gate_substep_h: Longest sub-step of the states that read a fast input, hours.
 
         Returns:
             The states at every grid time (n, n_states), a transposed view of state-major storage.
@@ -1045,7 +1111,7 @@ class GermlineKernel:
         z[:, 0] = x0
         _integrate(
             t, u, kv, z, g, work, p.gate_ops, p.n_input_ops, p.lay, p.pt, p.qt, len(self.upstream), up,
-            _f64(gate_mean), float(gate_substep_h), self.fast, self._fast_gate, *self._block,
+            self._means(gate_mean), float(gate_substep_h), self.fast, self._fast_gates, *self._block,
         )  # fmt: skip
         return z.T
 
@@ -1069,15 +1135,27 @@ class GermlineKernel:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Split every grid step into equal sub-steps of at most ``max_step_h``, for :meth:`integrate_driven`.
 
-        The slow signals (every input but the fast one, the head states) are interpolated
-        linearly. The fast input follows the same cubic that :meth:`integrate_driven` uses inside
+        The slow signals (every input but the fast ones, the head states) are interpolated
+        linearly. Each fast input follows the same cubic that :meth:`integrate_driven` uses inside
         a step (slopes from the neighbouring rows), corrected to the step's exact mean where
-        ``gate_mean`` gives one; each sub-step's mean is that interpolant's exact integral over it.
+        ``gate_mean`` (n_fast, n - 1), or (n - 1,) with one fast input, gives one; each sub-step's
+        mean is that interpolant's exact integral over it.
 
         Returns:
-            The finer times, inputs, upstream states and gate means.
+            The finer times, inputs, upstream states and gate means (in the shape given).
         """
-        return _refine(_f64(times), _f64(inputs), _f64(upstream), _f64(gate_mean), float(max_step_h), self.fast)
+        means = np.asarray(gate_mean, dtype=np.float64)
+        ft, fin, fup, fgm = _refine(
+            _f64(times), _f64(inputs), _f64(upstream), self._means(means), float(max_step_h), self.fast
+        )
+        return ft, fin, fup, (fgm[0] if means.ndim == 1 and fgm.shape[0] == 1 else fgm)
+
+    def _means(self, gate_mean: np.ndarray) -> np.ndarray:
+        """Gate means as (n_fast, steps): a 1-D array is the one fast input's."""
+        means = np.asarray(gate_mean, dtype=np.float64)
+        if means.ndim == 1:
+            means = means.reshape(1, -1) if means.size else np.empty((0, 0))
+        return _f64(means)
 
     def observables(self, states: np.ndarray, inputs: np.ndarray, params: np.ndarray) -> dict[str, np.ndarray]:
         """Return every model observable that reads germ-line states, by id, at the given rows.

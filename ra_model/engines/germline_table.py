@@ -27,9 +27,13 @@ Rules the table follows, since the SBML cannot say them (the kernel's spec):
   libroadrunner; the *chain* is the rest (stem cells to cauda). Gates may read inputs and head
   states only.
 - Of a conserved pair, the species declared last is integrated and the other derived.
-- The *fast input* is the input read by a term that feeds a saturable stage (the spermiation gate,
-  which feeds the caput): it is interpolated by a mean-corrected cubic inside each step, and the
-  states whose equations read it (mature spermatids and the caput) are sub-stepped. At most one.
+- The *fast inputs* are the inputs read by a term that feeds a saturable stage (the spermiation
+  gate, which feeds the caput; one per focus class, ``F{k}__spermiation_gate``, when the testis is
+  built from classes): each is interpolated by a mean-corrected cubic inside each step, and the
+  states whose equations read one (every class's mature spermatids and the shared caput) form the
+  *sub-stepped block*, integrated together. A block state's loss may be gated by one fast input at
+  most; the block is made contiguous in the cascade (every class's chain first, then the block,
+  then the states after it).
 
 A rate law outside this form is refused with :class:`ModelBuildError` naming the species and
 reaction, so an edit that the compiled paths cannot follow stops them instead of being ignored.
@@ -103,8 +107,8 @@ class GermlineTable:
         gates: Time-varying factors (functions of inputs and head states).
         terms: Every term of every state's equation.
         schemes: Per state: ``linear``, ``logistic`` or ``saturable``.
-        fast_input: Index of the fast input in :attr:`inputs`, or -1.
-        substepped: States whose equations read the fast input (sub-stepped).
+        fast_inputs: Indices of the fast inputs in :attr:`inputs` (one per focus class; empty if none).
+        substepped: States whose equations read a fast input (the sub-stepped block, contiguous).
         observables: Assignment rules that read germ-line states, inlined, by id.
         observable_states: The states each observable reads.
         reactions: Every reaction that changes a germ-line species -> the states it enters.
@@ -120,12 +124,17 @@ class GermlineTable:
     gates: tuple[Expr, ...]
     terms: tuple[Term, ...]
     schemes: tuple[str, ...]
-    fast_input: int
+    fast_inputs: tuple[int, ...]
     substepped: tuple[int, ...]
     observables: dict[str, Expr]
     observable_states: dict[str, frozenset[str]]
     reactions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     sbml_hash: str = ""
+
+    @property
+    def fast_input(self) -> int:
+        """Index of the first fast input in :attr:`inputs` (the only one with one class), or -1."""
+        return self.fast_inputs[0] if self.fast_inputs else -1
 
     @property
     def chain(self) -> tuple[str, ...]:
@@ -528,6 +537,35 @@ def _topological(species: list[str], reads: dict[str, set[str]], order: list[str
     return done
 
 
+def _topological_block(chain: list[str], reads: dict[str, set[str]], order: list[str], block: list[str]) -> list[str]:
+    """Return the chain in cascade order with ``block`` kept together (in its own cascade order).
+
+    The block is one node of the ordering that reads what its states read from outside it, placed
+    where its first state would go once everything it reads is done.
+    """
+    members = set(block)
+    node = block[0]
+    grouped = [s for s in chain if s not in members or s == node]
+    outer = {s: {node if r in members else r for r in reads[s]} for s in grouped}
+    outer[node] = {r for b in block for r in reads[b] if r not in members}
+    out: list[str] = []
+    for s in _topological(grouped, outer, order):
+        out.extend(block if s == node else [s])
+    return out
+
+
+def _fast_block(gates: list[Expr], terms: list[Term], schemes: list[str]) -> tuple[set[str], tuple[int, ...]]:
+    """Return the fast inputs (read by an inflow of a saturable stage) and the states that read one."""
+    fast = {
+        name
+        for t in terms
+        if t.kind == "p" and schemes[t.state] == "saturable" and t.gate >= 0
+        for name in names_in(gates[t.gate], "input")
+    }
+    reading = {t.state for t in terms if t.gate >= 0 and names_in(gates[t.gate], "input") & fast}
+    return fast, tuple(sorted(reading))
+
+
 def _unsupported(species: str, reaction: str, why: str) -> UnsupportedRateLawError:
     return UnsupportedRateLawError(
         f"the compiled germ line cannot integrate {species!r}: reaction {reaction!r} {why}; the model was "
@@ -572,104 +610,112 @@ def read_germline(sbml: str) -> GermlineTable:
     reads = {s: set().union(*(names_in(f, "state") for _, _, f in contributions[s])) for s in germ}
     head = [s for s in germ if not (reads[s] - {s})]
     chain = _topological([s for s in germ if s not in head], reads, m.species)
-    species = head + chain
-    index = {s: k for k, s in enumerate(species)}
 
-    gates: list[Expr] = []
-    terms: list[Term] = []
+    def build(species: list[str]) -> tuple[list[Expr], list[Term], list[str]]:
+        """The gates, terms and schemes with the states in this order."""
+        index = {s: k for k, s in enumerate(species)}
+        gates: list[Expr] = []
+        terms: list[Term] = []
 
-    def gate_of(tv: list[Expr], s: str, rid: str) -> int:
-        if not tv:
-            return -1
-        g = _product(tv)
-        if names_in(g, "state") - set(head):
-            raise _unsupported(s, rid, "has a time-varying factor that reads a chain state")
-        if g not in gates:
-            gates.append(g)
-        return gates.index(g)
+        def gate_of(tv: list[Expr], s: str, rid: str) -> int:
+            if not tv:
+                return -1
+            g = _product(tv)
+            if names_in(g, "state") - set(head):
+                raise _unsupported(s, rid, "has a time-varying factor that reads a chain state")
+            if g not in gates:
+                gates.append(g)
+            return gates.index(g)
 
-    def split(e: Expr, s: str, rid: str, source_ok: bool) -> tuple[Expr, int, int]:
-        parts = factors(e)
-        fixed = [p for p in parts if is_constant(p)]
-        varying = [p for p in parts if not is_constant(p)]
-        source = -1
-        if source_ok:
-            plain = [p for p in varying if p[0] == "state"]
-            for p in plain:
-                if str(p[1]) not in head or len(plain) == 1:
-                    source = index[str(p[1])]
-                    varying.remove(p)
-                    break
-        return _product(fixed), gate_of(varying, s, rid), source
+        def split(e: Expr, s: str, rid: str, source_ok: bool) -> tuple[Expr, int, int]:
+            parts = factors(e)
+            fixed = [p for p in parts if is_constant(p)]
+            varying = [p for p in parts if not is_constant(p)]
+            source = -1
+            if source_ok:
+                plain = [p for p in varying if p[0] == "state"]
+                for p in plain:
+                    if str(p[1]) not in head or len(plain) == 1:
+                        source = index[str(p[1])]
+                        varying.remove(p)
+                        break
+            return _product(fixed), gate_of(varying, s, rid), source
 
-    schemes: list[str] = []
-    for k, s in enumerate(species):
-        for rid, factor, f in contributions[s]:
-            try:
-                num, den = rational(f, s)
-            except UnsupportedRateLawError as exc:
-                raise _unsupported(s, rid, str(exc)) from exc
-            if len(den) == 1:
-                coef = [div(c, den[0]) for c in num]
-                if len(coef) > 3:
-                    raise _unsupported(s, rid, "is a polynomial of degree above 2 in it")
-                if coef[0] != ZERO:
-                    c, g, src = split(mul(factor, coef[0]), s, rid, source_ok=True)
-                    if src >= 0 and src >= k:
-                        raise _unsupported(s, rid, "reads a later state")
-                    terms.append(Term(k, "p", c, g, src, rid))
-                if len(coef) > 1 and coef[1] != ZERO:
-                    c, g, _ = split(neg(mul(factor, coef[1])), s, rid, source_ok=False)
-                    terms.append(Term(k, "q", c, g, -1, rid))
-                if len(coef) > 2 and coef[2] != ZERO:
-                    quad = neg(mul(factor, coef[2]))
-                    if not is_constant(quad):
-                        raise _unsupported(s, rid, "has a quadratic loss with a time-varying coefficient")
-                    terms.append(Term(k, "b", quad, -1, -1, rid))
-            elif len(num) == 2 and num[0] == ZERO and len(den) == 2:
-                vmax, km = div(neg(mul(factor, num[1])), den[1]), div(den[0], den[1])
-                if not (is_constant(vmax) and is_constant(km)):
-                    raise _unsupported(s, rid, "is a saturable loss with time-varying coefficients")
-                terms.append(Term(k, "sat", vmax, -1, -1, rid, km))
+        schemes: list[str] = []
+        for k, s in enumerate(species):
+            for rid, factor, f in contributions[s]:
+                try:
+                    num, den = rational(f, s)
+                except UnsupportedRateLawError as exc:
+                    raise _unsupported(s, rid, str(exc)) from exc
+                if len(den) == 1:
+                    coef = [div(c, den[0]) for c in num]
+                    if len(coef) > 3:
+                        raise _unsupported(s, rid, "is a polynomial of degree above 2 in it")
+                    if coef[0] != ZERO:
+                        c, g, src = split(mul(factor, coef[0]), s, rid, source_ok=True)
+                        if src >= 0 and src >= k:
+                            raise _unsupported(s, rid, "reads a later state")
+                        terms.append(Term(k, "p", c, g, src, rid))
+                    if len(coef) > 1 and coef[1] != ZERO:
+                        c, g, _ = split(neg(mul(factor, coef[1])), s, rid, source_ok=False)
+                        terms.append(Term(k, "q", c, g, -1, rid))
+                    if len(coef) > 2 and coef[2] != ZERO:
+                        quad = neg(mul(factor, coef[2]))
+                        if not is_constant(quad):
+                            raise _unsupported(s, rid, "has a quadratic loss with a time-varying coefficient")
+                        terms.append(Term(k, "b", quad, -1, -1, rid))
+                elif len(num) == 2 and num[0] == ZERO and len(den) == 2:
+                    vmax, km = div(neg(mul(factor, num[1])), den[1]), div(den[0], den[1])
+                    if not (is_constant(vmax) and is_constant(km)):
+                        raise _unsupported(s, rid, "is a saturable loss with time-varying coefficients")
+                    terms.append(Term(k, "sat", vmax, -1, -1, rid, km))
+                else:
+                    raise _unsupported(s, rid, "is not linear, logistic or saturable (Michaelis-Menten) in it")
+            kinds = [t.kind for t in terms if t.state == k]
+            if "b" in kinds:
+                if "p" in kinds or "sat" in kinds or kinds.count("b") > 1:
+                    raise _unsupported(s, "(several)", "mixes a logistic with inflows or a saturable loss")
+                schemes.append("logistic")
+            elif "sat" in kinds:
+                if kinds.count("sat") > 1:
+                    raise _unsupported(s, "(several)", "has more than one saturable loss")
+                schemes.append("saturable")
             else:
-                raise _unsupported(s, rid, "is not linear, logistic or saturable (Michaelis-Menten) in it")
-        kinds = [t.kind for t in terms if t.state == k]
-        if "b" in kinds:
-            if "p" in kinds or "sat" in kinds or kinds.count("b") > 1:
-                raise _unsupported(s, "(several)", "mixes a logistic with inflows or a saturable loss")
-            schemes.append("logistic")
-        elif "sat" in kinds:
-            if kinds.count("sat") > 1:
-                raise _unsupported(s, "(several)", "has more than one saturable loss")
-            schemes.append("saturable")
-        else:
-            schemes.append("linear")
+                schemes.append("linear")
 
+        return gates, terms, schemes
+
+    species = head + chain
+    gates, terms, schemes = build(species)
+    fast_names, substepped = _fast_block(gates, terms, schemes)
+    if substepped and list(substepped) != list(range(substepped[0], substepped[-1] + 1)):
+        # several classes: every class's spermatids and the shared caput, integrated together
+        block = [species[k] for k in substepped]
+        chain = _topological_block(chain, reads, m.species, block)
+        species = head + chain
+        gates, terms, schemes = build(species)
+        fast_names, substepped = _fast_block(gates, terms, schemes)
+        if list(substepped) != list(range(substepped[0], substepped[-1] + 1)):
+            raise ModelBuildError("the states that read the fast inputs cannot be made consecutive in the cascade")
     used = [names_in(gates[t.gate], "input") for t in sorted(terms, key=lambda t: t.state) if t.gate >= 0]
     inputs = tuple(dict.fromkeys([n for names in used for n in sorted(names)] + conv.inputs))
-    fast = {
-        name
-        for t in terms
-        if t.kind == "p" and schemes[t.state] == "saturable" and t.gate >= 0
-        for name in names_in(gates[t.gate], "input")
-    }
-    if len(fast) > 1:
-        raise ModelBuildError(f"several inputs {sorted(fast)} feed saturable stages; the kernel sub-steps one")
-    fast_input = inputs.index(next(iter(fast))) if fast else -1
-    substepped: tuple[int, ...] = ()
-    if fast:
-        (name,) = fast
-        substepped = tuple(sorted({t.state for t in terms if t.gate >= 0 and name in names_in(gates[t.gate], "input")}))
-        if list(substepped) != list(range(substepped[0], substepped[-1] + 1)):
-            raise ModelBuildError("the states that read the fast input are not consecutive in the cascade")
-        for t in terms:
-            if t.state in substepped and t.gate >= 0 and gates[t.gate] != ("input", name):
-                raise _unsupported(species[t.state], t.reaction, f"reads {name!r} other than as a factor")
-            inner = t.gate >= 0 or t.source in substepped
-            if t.state in substepped and t.kind == "p" and inner and (t.gate < 0 or t.source not in (-1, *substepped)):
-                raise _unsupported(species[t.state], t.reaction, f"mixes {name!r} with a state outside the sub-steps")
-            if t.state in substepped and schemes[t.state] == "logistic":
-                raise _unsupported(species[t.state], t.reaction, "is a sub-stepped logistic")
+    fast_inputs = tuple(sorted(inputs.index(name) for name in fast_names))
+    fast_gates = {("input", name) for name in fast_names}
+    for t in terms:
+        if t.state not in substepped:
+            continue
+        if t.gate >= 0 and gates[t.gate] not in fast_gates:
+            raise _unsupported(species[t.state], t.reaction, "reads a fast input other than as a factor")
+        inner = t.gate >= 0 or t.source in substepped
+        if t.kind == "p" and inner and (t.gate < 0 or t.source not in (-1, *substepped)):
+            raise _unsupported(species[t.state], t.reaction, "mixes a fast input with a state outside the sub-steps")
+        if schemes[t.state] == "logistic":
+            raise _unsupported(species[t.state], t.reaction, "is a sub-stepped logistic")
+    for k in substepped:
+        loss_gates = {t.gate for t in terms if t.state == k and t.kind == "q" and t.gate >= 0}
+        if len(loss_gates) > 1:
+            raise _unsupported(species[k], "(several)", "has losses gated by more than one fast input")
 
     observables: dict[str, Expr] = {}
     observable_states: dict[str, frozenset[str]] = {}
@@ -695,7 +741,7 @@ def read_germline(sbml: str) -> GermlineTable:
         gates=tuple(gates),
         terms=tuple(terms),
         schemes=tuple(schemes),
-        fast_input=fast_input,
+        fast_inputs=fast_inputs,
         substepped=substepped,
         observables=observables,
         observable_states=observable_states,

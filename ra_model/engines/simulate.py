@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -82,6 +83,25 @@ def _default_engine(n_classes: int) -> Engine:
 def engine_classes(engine: Engine) -> int:
     """Return how many focus classes a compiled model has (1 for the published model)."""
     return classes_of(engine.defaults)
+
+
+class _HasDefaults(Protocol):
+    @property
+    def defaults(self) -> dict[str, float]: ...
+
+
+def check_engine_or_classes(engine: _HasDefaults | None, n_classes: int | None) -> None:
+    """Refuse ``n_classes`` given together with an engine (of any path): its classes are compiled in.
+
+    Raises:
+        InvalidValueError: If both are given.
+    """
+    if engine is not None and n_classes is not None:
+        raise InvalidValueError(
+            f"n_classes = {n_classes!r} was given with engine=: an engine's focus classes are compiled into it "
+            f"(this one has {classes_of(engine.defaults)}); give engine= alone, or n_classes= alone for the "
+            "shipped model built from that many classes"
+        )
 
 
 _PREEQ_CACHE: OrderedDict[tuple[object, ...], dict[str, float]] = OrderedDict()
@@ -213,12 +233,7 @@ def simulate(
             changes; ``exc.partial`` holds the rows computed before), or memory ran out (the message says so,
             with the size).
     """
-    if engine is not None and n_classes is not None:
-        raise InvalidValueError(
-            f"n_classes = {n_classes!r} was given with engine=: an engine's focus classes are compiled into it "
-            f"(this one has {engine_classes(engine)}); give engine= alone, or n_classes= alone for the shipped "
-            "model built from that many classes"
-        )
+    check_engine_or_classes(engine, n_classes)
     engine = engine or default_engine(1 if n_classes is None else n_classes)
     n = engine_classes(engine)
     observables = [o.model_id for o in C.OBSERVABLES]

@@ -11,13 +11,15 @@ Why it is exact, and why it is faster than the whole model in libroadrunner (mea
 2. The split core (:func:`split_core_sbml`) is the shipped model without the germ-cell chain (stem
    cells to cauda): the retinoids, isotretinoin and 4-oxo-isotretinoin, STRA8 and the tight
    junctions, every state that follows the doses within hours, plus one added variable, the
-   running integral of the spermiation gate. It is simulated dose by dose at the sweep tolerance,
-   recording its signals every half hour, until the washout has brought it back to its untreated
-   steady state.
+   running integral of the spermiation gate (one per focus class when the testis is built from
+   classes: every class's STRA8 is kept and every class's gate integrated). It is simulated dose
+   by dose at the sweep tolerance, recording its signals every half hour, until the washout has
+   brought it back to its untreated steady state.
 3. The chain is a feed-forward cascade driven by slow signals (STRA8 and the junctions, half-lives
-   of a day or more) and one fast one, the spermiation gate. :func:`ra_model.engines.germline.integrate_driven`
-   integrates it on the half-hour grid from the recorded head states, with the gate's interpolant
-   inside each step corrected to the exact mean that the recorded integral gives.
+   of a day or more) and one fast one per focus class, the spermiation gate.
+   :func:`ra_model.engines.germline.integrate_driven` integrates it on the half-hour grid from the
+   recorded head states, with each gate's interpolant inside each step corrected to the exact mean
+   that its recorded integral gives.
 
 Nothing is repeated or extrapolated (that is the fast path, :mod:`ra_model.engines.fastpath`). The
 chain, the head the core keeps, the fast input whose integral it carries and the observables read
@@ -49,18 +51,21 @@ from ra_model.engines.germline_table import GermlineTable, read_germline
 from ra_model.engines.simulate import (
     LEDGER_SPECIES,
     PREEQ_FLOOR,
+    check_engine_or_classes,
     dose_plan,
     output_grid_d,
 )
 from ra_model.errors import ModelBuildError, SimulationFailedError
 from ra_model.model import columns as C
+from ra_model.model.classes import check_n_classes
 from ra_model.model.phenotypes import Phenotype
 from ra_model.model.regimen import Regimen
 from ra_model.model.source import default_sbml
 
 log = logging.getLogger(__name__)
 
-#: Variable added to the split core: the integral of the fast input (the spermiation gate) since t = 0, hours.
+#: Variable added to the split core: the integral of the fast input (the spermiation gate) since t = 0, hours
+#: (with focus classes, one per class: ``F1__spermiation_gate_integral``, ..., see :func:`gate_integral`).
 GATE_INTEGRAL = "spermiation_gate_integral"
 #: Spacing of the grid on which the core is recorded and the chain integrated, hours.
 SPLIT_GRID_H = 0.5
@@ -87,15 +92,25 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def fast_input(table: GermlineTable) -> str:
-    """Return the id of the fast input whose running integral the split core carries (the spermiation gate).
+def fast_inputs(table: GermlineTable) -> tuple[str, ...]:
+    """Return the ids of the fast inputs whose running integrals the split core carries (the spermiation gates).
 
     Raises:
         ModelBuildError: If no germ-line state reads a fast input.
     """
-    if table.fast_input < 0:
+    if not table.fast_inputs:
         raise ModelBuildError("the model's germ line has no fast input (a gate feeding a saturable stage)")
-    return table.inputs[table.fast_input]
+    return tuple(table.inputs[k] for k in table.fast_inputs)
+
+
+def fast_input(table: GermlineTable) -> str:
+    """Return the id of the first fast input (the only one with one focus class)."""
+    return fast_inputs(table)[0]
+
+
+def gate_integral(gate: str) -> str:
+    """Return the id of the split core's running integral of a fast input (``spermiation_gate_integral``)."""
+    return f"{gate}_integral"
 
 
 def chain_observables(table: GermlineTable) -> tuple[str, ...]:
@@ -105,7 +120,10 @@ def chain_observables(table: GermlineTable) -> tuple[str, ...]:
 
 
 def split_core_sbml(sbml: str) -> str:
-    """Return the split core: the model without the germ-cell chain, plus the fast input's running integral.
+    """Return the split core: the model without the germ-cell chain, plus each fast input's running integral.
+
+    One rate rule per fast input (:func:`gate_integral`): the spermiation gate's with one class,
+    every class's with focus classes.
 
     Args:
         sbml: SBML text of the full model.
@@ -115,18 +133,21 @@ def split_core_sbml(sbml: str) -> str:
             an assignment rule.
     """
     table = read_germline(sbml)
-    gate = fast_input(table)
     doc = libsbml.readSBMLFromString(core_sbml(sbml, drop=table.chain))
     model = doc.getModel()
-    if model.getAssignmentRuleByVariable(gate) is None:
-        raise ModelBuildError(f"the model has no assignment rule {gate!r}; the split path needs one")
-    parameter = model.createParameter()
-    parameter.setId(GATE_INTEGRAL)
-    parameter.setValue(0.0)
-    parameter.setConstant(False)
-    rule = model.createRateRule()
-    rule.setVariable(GATE_INTEGRAL)
-    rule.setMath(libsbml.parseL3Formula(gate))
+    for gate in fast_inputs(table):
+        if model.getAssignmentRuleByVariable(gate) is None:
+            raise ModelBuildError(f"the model has no assignment rule {gate!r}; the split path needs one")
+        name = gate_integral(gate)
+        if model.getElementBySId(name) is not None:
+            raise ModelBuildError(f"the model already has an element {name!r}; the split path adds it")
+        parameter = model.createParameter()
+        parameter.setId(name)
+        parameter.setValue(0.0)
+        parameter.setConstant(False)
+        rule = model.createRateRule()
+        rule.setVariable(name)
+        rule.setMath(libsbml.parseL3Formula(gate))
     return str(libsbml.writeSBMLToString(doc))
 
 
@@ -162,10 +183,24 @@ class SplitEngine:
         return self.full.defaults
 
 
+def split_engine(rtol: float = 1e-6, atol: float = 1e-13, n_classes: int = 1) -> SplitEngine:
+    """Return a process-wide split engine for the shipped model at these tolerances.
+
+    Args:
+        rtol: Relative tolerance of the core.
+        atol: Absolute tolerance of the core.
+        n_classes: Tubule-focus classes the testis is built from (:func:`ra_model.model.source.default_sbml`).
+
+    Raises:
+        InvalidValueError: If ``n_classes`` is not a whole number from 1 to ``MAX_CLASSES``.
+    """
+    return _split_engine(rtol, atol, check_n_classes(n_classes))
+
+
 @lru_cache(maxsize=4)
-def split_engine(rtol: float = 1e-6, atol: float = 1e-13) -> SplitEngine:
-    """Return a process-wide split engine for the shipped model at these tolerances."""
-    return SplitEngine(options=SolverOptions(rtol=rtol, atol=atol))
+def _split_engine(rtol: float, atol: float, n_classes: int) -> SplitEngine:
+    sbml = default_sbml(n_classes) if n_classes > 1 else None
+    return SplitEngine(sbml, options=SolverOptions(rtol=rtol, atol=atol))
 
 
 def simulate_split(
@@ -176,8 +211,13 @@ def simulate_split(
     overrides: Mapping[str, float] | None = None,
     output_step_d: float = 1.0,
     engine: SplitEngine | None = None,
+    n_classes: int | None = None,
 ) -> pd.DataFrame:
     """Simulate like :func:`ra_model.simulate.simulate`, every dose exactly, on the split model.
+
+    With ``n_classes`` = N the testis is built from N focus classes, as ``simulate(...,
+    n_classes=N)`` does: the core carries every class's STRA8 and one gate integral per class, and
+    every class's chain is compiled.
 
     Args:
         phenotype: Preset name or a ``Phenotype``.
@@ -186,16 +226,18 @@ def simulate_split(
         overrides: Parameter values by id, on top of the phenotype.
         output_step_d: Spacing of output rows, days (> 0).
         engine: A :class:`SplitEngine`; defaults to :func:`split_engine`.
+        n_classes: Build the shipped model from this many focus classes (not with ``engine``).
 
     Returns:
         The same columns and ``attrs`` as ``simulate()``; ``attrs["solver"]`` says ``split``.
 
     Raises:
         UnknownNameError: Unknown phenotype or parameter.
-        InvalidValueError: Bad horizon or step.
+        InvalidValueError: Bad horizon or step, a bad ``n_classes``, or ``n_classes`` with ``engine``.
         SimulationFailedError: The core's solver failed.
     """
-    engine = engine or split_engine()
+    check_engine_or_classes(engine, n_classes)
+    engine = engine or split_engine(n_classes=1 if n_classes is None else n_classes)
     core, kernel = engine.core, engine.kernel
     scenario = prepare_split_run(
         engine.full,
@@ -214,7 +256,8 @@ def simulate_split(
     out_h = output_grid_d(t_end_d, output_step_d) * 24.0
     doses = regimen.dose_times_h() if regimen is not None else ()
     grid = _grid(t_end_h, tuple(out_h.tolist()), doses)
-    signals = [*kernel.inputs, *kernel.upstream, GATE_INTEGRAL, *(o.model_id for o in engine.core_observables)]
+    integrals = [gate_integral(kernel.inputs[k]) for k in kernel.fast]
+    signals = [*kernel.inputs, *kernel.upstream, *integrals, *(o.model_id for o in engine.core_observables)]
     signals += list(core.species_ids)
     species_cols = slice(len(signals) - len(core.species_ids), len(signals))
     core.fresh(parameters=scenario.core_parameters, initial_amounts=steady)
@@ -251,11 +294,12 @@ def simulate_split(
     n_in, n_up = len(kernel.inputs), len(kernel.upstream)
     inputs = np.ascontiguousarray(record[:, :n_in])
     upstream = np.ascontiguousarray(record[:, n_in : n_in + n_up])
-    integral = record[:, n_in + n_up]
+    n_fast = len(integrals)
+    integral = record[:, n_in + n_up : n_in + n_up + n_fast].T
     steps = np.diff(grid)
     with np.errstate(invalid="ignore", divide="ignore"):
-        gate_mean = np.where(steps > 0, np.diff(integral) / steps, np.nan)
-    gate_mean[max(held_from - 1, 0) :] = np.nan  # held rows carry no integral
+        gate_mean = np.where(steps > 0, np.diff(integral, axis=1) / steps, np.nan)
+    gate_mean[:, max(held_from - 1, 0) :] = np.nan  # held rows carry no integral
     x_start = np.array([scenario.start[s] for s in kernel.species])
     x0 = kernel.steady_state(inputs[0], pvec, x_start)
     x0[:n_up] = upstream[0]
@@ -264,7 +308,7 @@ def simulate_split(
     rows = np.searchsorted(grid, out_h)
     fine_rows = np.searchsorted(fine[0], out_h)
     from_chain = germline_observables(kernel, states[fine_rows], fine[1][fine_rows], scenario.values)
-    first_core = n_in + n_up + 1
+    first_core = n_in + n_up + n_fast
     observables = {o.model_id: record[rows, first_core + k] for k, o in enumerate(engine.core_observables)}
     observables |= {name: from_chain[name] for name in engine.chain_observables}
     return split_table(

@@ -127,11 +127,11 @@ def worker_engine(
         rtol: Relative tolerance of the exact path.
         model: Path of an SBML file to simulate instead of the shipped model (exact path only).
         split: The exact path on the split model (:mod:`ra_model.engines.splitpath`); shipped model only.
-        n_classes: Focus classes of the shipped model (:func:`ra_model.engines.simulate.default_engine`);
-            above 1 the whole model runs (``fast`` and ``split`` are one class only, see ``run_sweep``).
+        n_classes: Focus classes of the shipped model (:func:`ra_model.model.source.default_sbml`), on
+            every path.
     """
-    split = split and not fast and model is None and n_classes == 1
-    key = "fast" if fast else f"{'split' if split else 'exact'}-{rtol:g}-{model or ''}-{n_classes}"
+    split = split and not fast and model is None
+    key = f"fast-{n_classes}" if fast else f"{'split' if split else 'exact'}-{rtol:g}-{model or ''}-{n_classes}"
     engines: dict[str, Engine | FastEngine | SplitEngine] | None = getattr(_LOCAL, "engines", None)
     if engines is None:
         engines = {}
@@ -141,12 +141,14 @@ def worker_engine(
         if fast:
             from ra_model.engines.fastpath import FastEngine, fast_engine
 
-            engines[key] = fast_engine() if main else FastEngine()
+            sbml = default_sbml(n_classes) if n_classes > 1 else None
+            engines[key] = fast_engine(n_classes) if main else FastEngine(sbml)
         elif split:
             from ra_model.engines.splitpath import SplitEngine, split_engine
 
             options = SolverOptions(rtol=rtol, atol=SWEEP_ATOL)
-            engines[key] = split_engine(rtol, SWEEP_ATOL) if main else SplitEngine(options=options)
+            sbml = default_sbml(n_classes) if n_classes > 1 else None
+            engines[key] = split_engine(rtol, SWEEP_ATOL, n_classes) if main else SplitEngine(sbml, options=options)
         elif model is not None:
             from ra_model.engines.from_file import engine_from_file
 
@@ -322,15 +324,15 @@ def run_sweep(
         split: Run the exact path on the split model (:mod:`ra_model.engines.splitpath`: every dose in
             libroadrunner, the germ-cell chain compiled; about 1.7x faster, errors below 2e-4 of
             the whole model's). False runs the whole model in libroadrunner, as ``simulate()`` does.
-            Ignored with ``fast``, ``model`` or ``n_classes`` above 1 (those always run whole).
+            Ignored with ``fast`` or ``model`` (a model file always runs whole).
         progress: Show a tqdm progress bar with ETA on stderr.
         chunk_size: Samples per task and per Parquet chunk (smaller chunks are used when there are
             too few samples to keep every worker busy).
         n_classes: Build the shipped testis from this many focus classes (:mod:`ra_model.model.classes`);
-            the samples may then set class parameters (``F3__ra_local``). The split and fast paths run one
-            class only for now, so with ``n_classes`` above 1 the whole model runs in libroadrunner, as
-            ``simulate(..., n_classes=N)`` does (``split`` is ignored and recorded as False), and
-            ``fast=True`` is refused.
+            the samples may then set class parameters (``F3__ra_local``). Every path runs it: the split
+            exact path (the default), the fast path and, with ``split=False``, the whole model in
+            libroadrunner as ``simulate(..., n_classes=N)`` does. ``n_classes`` is part of the run
+            settings (and the model hash differs per N), so folders of different N never mix.
 
     Returns:
         One row per sample in the order of ``samples``: the input columns, the metric columns,
@@ -557,11 +559,6 @@ def _validate(
     n = check_n_classes(n_classes)
     if model is not None and fast:
         raise InvalidValueError(f"model={model}: the fast path runs the shipped model only; use fast=False")
-    if n > 1 and fast:
-        raise InvalidValueError(
-            f"n_classes = {n} with fast=True: the fast path runs a one-class testis only (its compiled germ line "
-            "is one class for now); use fast=False, which runs the whole N-class model in libroadrunner"
-        )
     if n > 1 and model is not None:
         raise InvalidValueError(
             f"n_classes = {n} with model={model}: a model file has its focus classes built in; give model= alone "
@@ -573,8 +570,6 @@ def _validate(
         model_hash = engine_from_file(Path(model)).sbml_hash  # validates the file up front, with line numbers
     else:
         model_hash = sbml_hash(default_sbml(n))
-    if n > 1 and split:
-        log.info("n_classes = %d: the split path runs one class only, so the whole model runs (split=False)", n)
     table = read_parameter_table() | class_parameter_table(n)
     presets = load_phenotypes()
     known = set(table) | {PHENOTYPE, REGIMEN, SAMPLE_ID}
@@ -619,7 +614,7 @@ def _validate(
         rtol=float(rtol),
         model=str(Path(model).resolve()) if model is not None else None,
         model_hash=model_hash,
-        split=bool(split) and not fast and model is None and n == 1,
+        split=bool(split) and not fast and model is None,
         parameter_columns=tuple(parameter_columns),
         meta_columns=tuple(meta_columns),
         n_classes=n,

@@ -52,7 +52,7 @@ class SweepSettings:
         model: Resolved path of an SBML file simulated instead of the shipped model, or None.
         model_hash: Hash of the simulated model's SBML.
         split: The exact path on the split model.
-        n_classes: Focus classes the shipped model's testis is built from (whole model only when above 1).
+        n_classes: Focus classes the shipped model's testis is built from (every path runs N classes).
         parameter_columns: The samples' parameter columns, in their order.
         meta_columns: The samples' ``meta_`` pass-through columns.
     """
