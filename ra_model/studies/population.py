@@ -1,10 +1,12 @@
 """Virtual patients: draw each man's parameters from between-person distributions around his phenotype.
 
-The distributions live in ``models/population.toml`` (data, not code): each entry makes one model
-parameter a log-normal multiplier on the value the man's phenotype gives it, truncated at
-``truncate_sd`` standard deviations. Every man has his own random streams, derived from
-``(seed, histology, index, parameter name)``, so the same man gets the same parameters whatever else
-is in the cohort, however large the cohort, and whichever other parameters vary.
+The distributions live in ``models/population.toml`` (data, not code): each ``variability`` entry makes
+one model parameter a log-normal multiplier on the value the man's phenotype gives it, truncated at
+``truncate_sd`` standard deviations; each ``factor`` entry is one such multiplier shared by several
+parameters (the same draw scales them all, e.g. the germ-line stage rates that one clock sets). Every
+man has his own random streams, derived from ``(seed, histology, index, parameter name)`` (for a
+factor, ``factor.<name>``), so the same man gets the same parameters whatever else is in the cohort,
+however large the cohort, and whichever other parameters vary.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ PATIENT_INDEX = "meta_patient_index"
 BODY_WEIGHT_KG = "meta_body_weight_kg"
 
 _ENTRY_KEYS = {"cv", "log_sd", "source", "uncertain", "fit_lower", "fit_upper"}
-_TOP_KEYS = {"truncate_sd", "body_weight_kg", "variability"}
+_FACTOR_KEYS = {"parameters", "log_sd", "source"}
+_TOP_KEYS = {"truncate_sd", "body_weight_kg", "variability", "factor"}
 _WEIGHT_KEYS = {"median", "cv", "source"}
 
 
@@ -75,23 +78,61 @@ class Variability:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SharedFactor:
+    """One log-normal multiplier with median 1 that scales several parameters of a man together.
+
+    Attributes:
+        name: Name of the factor (its random stream is ``factor.<name>``).
+        parameters: Model parameter ids it multiplies.
+        log_sd: Standard deviation of the natural log of the multiplier.
+        source: Citation, or ``assumed``.
+    """
+
+    name: str
+    parameters: tuple[str, ...]
+    log_sd: float
+    source: str
+
+    def __post_init__(self) -> None:
+        """Check the spread is a finite non-negative number, the parameters distinct, and a source given."""
+        if isinstance(self.log_sd, bool) or not isinstance(self.log_sd, int | float) or not math.isfinite(self.log_sd):
+            raise InvalidValueError(f"factor {self.name!r}: log_sd = {self.log_sd!r} is not a number")
+        if self.log_sd < 0:
+            raise InvalidValueError(f"factor {self.name!r}: log_sd = {self.log_sd!r} must be >= 0")
+        if not self.parameters or len(set(self.parameters)) != len(self.parameters):
+            raise InvalidValueError(
+                f"factor {self.name!r}: parameters {list(self.parameters)!r}; list one or more distinct parameter ids"
+            )
+        if not self.source.strip():
+            raise InvalidValueError(f"factor {self.name!r} has no source; cite one or write 'assumed'")
+
+    @property
+    def stream(self) -> str:
+        """Name of the factor's random stream (never a parameter id: ids have no dot)."""
+        return f"factor.{self.name}"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Population:
     """A virtual population: which parameters vary between men, and how much.
 
     Attributes:
         variability: Spread per parameter id.
+        factors: Shared multipliers by name; a parameter is in at most one factor and then has no
+            ``variability`` entry of its own.
         truncate_sd: Draws are truncated at this many standard deviations of the log.
         weight_median_kg: Median body weight, kg.
         weight_cv: Coefficient of variation of body weight.
     """
 
     variability: Mapping[str, Variability] = field(default_factory=dict)
+    factors: Mapping[str, SharedFactor] = field(default_factory=dict)
     truncate_sd: float = 3.0
     weight_median_kg: float = 80.0
     weight_cv: float = 0.15
 
     def __post_init__(self) -> None:
-        """Check the truncation and weight are sensible and every parameter exists."""
+        """Check the truncation and weight are sensible, every parameter exists and varies one way only."""
         if not (isinstance(self.truncate_sd, int | float) and 0 < self.truncate_sd <= 10):
             raise InvalidValueError(f"truncate_sd = {self.truncate_sd!r}; use a number in (0, 10], e.g. 3")
         if not (isinstance(self.weight_median_kg, int | float) and 20 < self.weight_median_kg < 300):
@@ -102,7 +143,19 @@ class Population:
         for name in self.variability:
             if name not in known:
                 raise UnknownNameError("parameter", name, known, where="population variability")
+        owner: dict[str, str] = {name: "its variability entry" for name in self.variability}
+        for factor in self.factors.values():
+            for name in factor.parameters:
+                if name not in known:
+                    raise UnknownNameError("parameter", name, known, where=f"population factor {factor.name!r}")
+                if name in owner:
+                    raise InvalidValueError(
+                        f"parameter {name!r} varies through both {owner[name]} and factor {factor.name!r}; "
+                        "keep one of them"
+                    )
+                owner[name] = f"factor {factor.name!r}"
         object.__setattr__(self, "variability", MappingProxyType(dict(self.variability)))
+        object.__setattr__(self, "factors", MappingProxyType(dict(self.factors)))
 
     def with_log_sd(self, values: Mapping[str, float]) -> Population:
         """Return a copy with some parameters' log_sd replaced (used by the calibration)."""
@@ -121,6 +174,7 @@ class Population:
             )
         return Population(
             variability=new,
+            factors=self.factors,
             truncate_sd=self.truncate_sd,
             weight_median_kg=self.weight_median_kg,
             weight_cv=self.weight_cv,
@@ -170,15 +224,34 @@ def load_population(path: Path | None = None) -> Population:
             )
         except InvalidValueError as exc:
             raise InvalidValueError(f"{path}: {exc}") from exc
+    factors: dict[str, SharedFactor] = {}
+    for name, body in data.get("factor", {}).items():
+        bad = set(body) - _FACTOR_KEYS
+        if bad:
+            raise InvalidValueError(
+                f"{path}: [factor.{name}] has unknown key(s) {sorted(bad)}; allowed: {sorted(_FACTOR_KEYS)}"
+            )
+        params = body.get("parameters")
+        if "log_sd" not in body or not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+            raise InvalidValueError(f"{path}: [factor.{name}] needs 'log_sd' and 'parameters', a list of parameter ids")
+        try:
+            factors[name] = SharedFactor(
+                name=name, parameters=tuple(params), log_sd=body["log_sd"], source=str(body.get("source", ""))
+            )
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"{path}: {exc}") from exc
     try:
         return Population(
             variability=entries,
+            factors=factors,
             truncate_sd=float(data.get("truncate_sd", 3.0)),
             weight_median_kg=float(weight.get("median", 80.0)),
             weight_cv=float(weight.get("cv", 0.15)),
         )
     except UnknownNameError as exc:
         raise UnknownNameError("parameter", exc.name, read_parameter_table(), where=str(path)) from None
+    except InvalidValueError as exc:
+        raise InvalidValueError(f"{path}: {exc}") from exc
 
 
 def _stream(seed: int, histology: str, index: int, name: str) -> np.random.Generator:
@@ -211,7 +284,8 @@ def draw_patients(
 
     Returns:
         One row per man: ``sample_id`` (``"<histology>-<index>"``), ``phenotype``, one column per
-        varying parameter, ``meta_histology``, ``meta_patient_index``, ``meta_body_weight_kg``.
+        varying parameter (those of the shared factors included), ``meta_histology``,
+        ``meta_patient_index``, ``meta_body_weight_kg``.
 
     Raises:
         UnknownNameError: Unknown histology or override parameter.
@@ -238,6 +312,11 @@ def draw_patients(
         for name, spread in sorted(population.variability.items()):
             z = _truncated_z(_stream(seed, histology, i, name), population.truncate_sd)
             row[name] = centre[name] * math.exp(spread.log_sd * z)
+        for _, factor in sorted(population.factors.items()):
+            z = _truncated_z(_stream(seed, histology, i, factor.stream), population.truncate_sd)
+            scale = math.exp(factor.log_sd * z)
+            for name in factor.parameters:
+                row[name] = centre[name] * scale
         z_weight = _truncated_z(_stream(seed, histology, i, "body_weight_kg"), population.truncate_sd)
         row[HISTOLOGY] = histology
         row[PATIENT_INDEX] = i

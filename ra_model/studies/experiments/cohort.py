@@ -167,6 +167,7 @@ def _inputs(exp: Experiment) -> dict[str, Any]:
         exp,
         histology_mix=dict(exp.histology_mix),
         variability={k: dataclasses.asdict(v) for k, v in exp.population().variability.items()},
+        factors={k: dataclasses.asdict(v) for k, v in exp.population().factors.items()},
         visit_days=list(exp.visit_days),
     )
 
