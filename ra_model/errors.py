@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 
 class RAModelError(Exception):
@@ -52,7 +53,29 @@ class ModelBuildError(RAModelError):
 
 
 class SimulationFailedError(RAModelError, RuntimeError):
-    """The ODE solver failed; the message names the phenotype, regimen and time."""
+    """The ODE solver failed; the message names the phenotype, regimen and time.
+
+    Attributes:
+        partial: What was computed before the failure, for the caller to keep (the rows of a run's table,
+            or an experiment's partial result), or None.
+    """
+
+    def __init__(self, message: str, *, partial: Any = None) -> None:
+        """Keep the message and whatever was computed before the failure."""
+        super().__init__(message)
+        self.partial = partial
+
+
+class ExperimentFailedError(SimulationFailedError):
+    """Every simulation of a cohort or grid failed, so there is nothing to summarise.
+
+    ``partial`` is the experiment's result so far: the sweep table, an empty summary, the ``failures``
+    table (every man, his parameters and the solver's message) and the provenance.
+    """
+
+
+class UnsupportedRateLawError(ModelBuildError):
+    """A germ-line rate law outside the form the compiled kernel integrates (names species and reaction)."""
 
 
 class FolderLockedError(RAModelError):

@@ -11,8 +11,8 @@ import pytest
 from ra_model.engines.engine import Engine
 from ra_model.engines.fastpath import check_germline_equations, core_sbml, fast_engine
 from ra_model.engines.germline import default_kernel, kernel_for
-from ra_model.engines.germline_table import UnsupportedRateLawError, names_in, read_germline
-from ra_model.errors import ModelBuildError
+from ra_model.engines.germline_table import names_in, read_germline
+from ra_model.errors import ModelBuildError, UnsupportedRateLawError
 from ra_model.model.source import ANTIMONY_FILE, antimony_to_sbml, default_sbml, model_dir
 
 HEAD = ("Oxo", "STRA8", "TJ_open")

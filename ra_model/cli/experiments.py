@@ -46,9 +46,9 @@ def _write_tables(result: ExperimentResult, out: Path) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ra_model.errors import InvalidValueError, SimulationFailedError
+    from ra_model.errors import ExperimentFailedError, InvalidValueError, SimulationFailedError
     from ra_model.plots.cohort import close, experiment_figures
-    from ra_model.studies.experiments import ExperimentFailedError, load_experiment, run_experiment
+    from ra_model.studies.experiments import load_experiment, run_experiment
 
     experiment = load_experiment(Path(args.file), reduced=args.reduced)
     out = Path(args.out)

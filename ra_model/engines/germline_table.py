@@ -49,7 +49,7 @@ from typing import Union
 
 import libsbml
 
-from ra_model.errors import ModelBuildError
+from ra_model.errors import ModelBuildError, UnsupportedRateLawError
 
 #: An expression: ("const", value), ("param", id), ("input", id), ("state", id), (op, a[, b]) for
 #: op in ``+ - * / ^ neg exp ln sqrt``.
@@ -63,10 +63,6 @@ ZERO: Expr = ("const", 0.0)
 # opaque SWIG pointer that compares equal to nothing (tests/test_sbml_math_clash.py).
 _BINARY = {"+", "-", "*", "/"}
 _FUNCTIONS = {"exp": "exp", "ln": "ln", "root": "sqrt"}
-
-
-class UnsupportedRateLawError(ModelBuildError):
-    """A rate law outside the form the compiled kernel integrates."""
 
 
 @dataclass(frozen=True)

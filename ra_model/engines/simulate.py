@@ -299,9 +299,7 @@ def simulate(
                 block = engine.simulate([float(t) * 24 for t in times], selections)
             except SimulationFailedError as exc:
                 partial = _table(np.vstack(blocks), species) if blocks else None
-                err = SimulationFailedError(f"{context}: {exc}")
-                err.partial = partial  # type: ignore[attr-defined]
-                raise err from exc
+                raise SimulationFailedError(f"{context}: {exc}", partial=partial) from exc
             blocks.append(block if i == 0 else block[1:])
         table = _table(np.vstack(blocks), species)
         limit = engine.get("motile_detection_limit")

@@ -20,8 +20,9 @@ This face re-exports the public names; the work is done in one module per job:
   :mod:`.sensitivity`
       Handed unchanged to :mod:`ra_model.studies.sensitivity` (the sweep helpers' global sensitivity analysis).
 
-- :mod:`.common`: what the runners share (:class:`ExperimentResult`, :class:`ExperimentFailedError`
-  when every man failed, the provenance record, the sweep call, a man's regimen for his weight);
+- :mod:`.common`: what the runners share (:class:`ExperimentResult`, raising
+  :class:`ra_model.errors.ExperimentFailedError` when every man failed, the provenance record, the sweep
+  call, a man's regimen for his weight);
 - :mod:`.run`: :func:`run_experiment`, by kind.
 
 Cohorts and grids run through :func:`ra_model.studies.sweep.run_sweep` (its worker processes, Parquet
@@ -33,12 +34,7 @@ from __future__ import annotations
 
 from ra_model.errors import SimulationFailedError
 from ra_model.studies.experiments.cohort import compare_published, enrol
-from ra_model.studies.experiments.common import (
-    ExperimentFailedError,
-    ExperimentResult,
-    regimen_for_weight,
-    sweep_visits,
-)
+from ra_model.studies.experiments.common import ExperimentResult, regimen_for_weight, sweep_visits
 from ra_model.studies.experiments.reader import experiments_dir, list_experiments, load_experiment
 from ra_model.studies.experiments.run import run_experiment
 from ra_model.studies.experiments.single import missed_dose_changes, run_readouts
@@ -46,7 +42,6 @@ from ra_model.studies.experiments.spec import Experiment, Published, Run
 
 __all__ = [
     "Experiment",
-    "ExperimentFailedError",
     "ExperimentResult",
     "Published",
     "Run",

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from ra_model.engines.simulate import default_engine
-from ra_model.errors import SimulationFailedError
+from ra_model.errors import ExperimentFailedError
 from ra_model.studies import clinical
 from ra_model.studies.experiments.spec import Experiment
 
@@ -34,21 +34,6 @@ class ExperimentResult:
     summary: pd.DataFrame
     tables: Mapping[str, pd.DataFrame]
     inputs: Mapping[str, Any]
-
-
-class ExperimentFailedError(SimulationFailedError):
-    """Every simulation of a cohort or grid failed, so there is nothing to summarise.
-
-    Attributes:
-        partial: What was computed, for the caller to keep: the sweep table as ``results``, an empty
-            ``summary``, the ``failures`` table (every man, his parameters and the solver's message)
-            and the provenance.
-    """
-
-    def __init__(self, message: str, *, partial: ExperimentResult) -> None:
-        """Keep the message and the partial result."""
-        super().__init__(message)
-        self.partial = partial
 
 
 def inputs_record(experiment: Experiment, **extra: Any) -> dict[str, Any]:

@@ -179,9 +179,7 @@ def run_single(exp: Experiment) -> ExperimentResult:
                 include_species=exp.include_species,
             )
         except SimulationFailedError as exc:  # name the file and the run; keep the rows computed before
-            err = SimulationFailedError(f"{exp.path}: run {run.label!r}: {exc}")
-            err.partial = getattr(exc, "partial", None)  # type: ignore[attr-defined]
-            raise err from exc
+            raise SimulationFailedError(f"{exp.path}: run {run.label!r}: {exc}", partial=exc.partial) from exc
         table.insert(0, "run", run.label)
         tables.append(table)
         row: dict[str, Any] = {"run": run.label, "phenotype": exp.phenotype, "regimen": str(run.regimen or "none")}
