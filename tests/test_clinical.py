@@ -26,6 +26,10 @@ def _visits(rows: list[list[float]], days: list[float], limit: float = 0.001) ->
         data[f"semen.conc_d{day:g}"] = [2 * r[j] for r in rows]
     frame = pd.DataFrame(data)
     frame["semen.detection_limit_M_per_mL"] = limit
+    # the semen category cut-offs (million/mL): sperm in the pellet from 0.001, in a fresh count from 0.1
+    frame["semen.pellet_detection_limit_M_per_mL"] = 0.001
+    frame["semen.fresh_detection_limit_M_per_mL"] = 0.1
+    frame["semen.oligozoospermia_limit_M_per_mL"] = 15.0
     frame["status"] = "ok"
     frame["meta_histology"] = ["a", "a", "b", "b", "b"][: len(rows)]
     return frame

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from ra_model.app.explorer import Explorer
 from ra_model.app.server import choose_token, serve
 from ra_model.app.state import (
     BASELINE_SAME_REGIMEN,
+    DEFAULT_N_CLASSES,
     DOSE_PER_KG_DAY,
     KEY_PARAMETERS,
     ExplorerState,
@@ -36,10 +38,9 @@ from ra_model.app.state import (
     summary_facts,
 )
 from ra_model.cli import build_parser
-from ra_model.engines.simulate import simulate
 from ra_model.errors import InvalidValueError, SimulationFailedError, UnknownNameError
 from ra_model.model import columns as C
-from ra_model.model.source import read_parameter_table
+from ra_model.model.source import model_dir, read_parameter_table
 
 REGIMEN = "20 mg bid for 180 d"
 
@@ -120,10 +121,28 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
 
 
+def _shown(
+    phenotype: str,
+    regimen: str | None,
+    *,
+    n_classes: int,
+    overrides: Mapping[str, float] | None = None,
+    t_end_d: float = 365.0,
+) -> pd.DataFrame:
+    """What the explorer runs for a scenario with ``n_classes`` focus classes: the same function, so equal exactly.
+
+    With 1 class that is the whole model (``simulate``); with more, the exact split path (``simulate_split``).
+    """
+    return default_simulate(
+        phenotype, regimen, t_end_d=t_end_d, overrides=overrides, output_step_d=1.0, n_classes=n_classes
+    )
+
+
 def test_default_app_runs_the_treated_and_untreated_preset(app: Explorer) -> None:
     assert app.state.error == ""
-    expected = simulate("maturation_arrest", REGIMEN, t_end_d=365.0)
-    untreated = simulate("maturation_arrest", None, t_end_d=365.0)
+    assert app.state.n_classes == DEFAULT_N_CLASSES
+    expected = _shown("maturation_arrest", REGIMEN, n_classes=DEFAULT_N_CLASSES)
+    untreated = _shown("maturation_arrest", None, n_classes=DEFAULT_N_CLASSES)
     assert app.state.whatif is not None and app.state.baseline is not None
     _same(app.state.whatif, expected)
     _same(app.state.baseline, untreated)
@@ -162,7 +181,7 @@ def test_changing_a_slider_reruns_and_changes_summary_and_plot(app: Explorer) ->
     before_plot = np.array(app.figures.whatif_source.data[C.TESTIS_ATRA])
     app.parameters["cyp26_expr"].value = 10.0  # twice the preset's 5
     assert app.state.overrides() == {"cyp26_expr": 10.0}
-    expected = simulate("maturation_arrest", REGIMEN, t_end_d=365.0, overrides={"cyp26_expr": 10.0})
+    expected = _shown("maturation_arrest", REGIMEN, n_classes=app.state.n_classes, overrides={"cyp26_expr": 10.0})
     assert app.state.whatif is not None
     _same(app.state.whatif, expected)
     assert app.summary.object != before_summary
@@ -178,11 +197,19 @@ def test_changing_a_slider_reruns_and_changes_summary_and_plot(app: Explorer) ->
 
 def test_phenotype_change_moves_the_sliders_to_the_preset(app: Explorer) -> None:
     defaults = {pid: row.value for pid, row in read_parameter_table().items()}
+    presets = tomllib.loads((model_dir() / "phenotypes.toml").read_text(encoding="utf-8"))
     app.phenotype.value = "hypospermatogenesis"
-    # models/phenotypes.toml: stem_niche scaled by 0.05, aldh1a_expr = 0.5
-    assert app.parameters["stem_niche"].value == pytest.approx(0.05 * defaults["stem_niche"], rel=1e-12)
+    # models/phenotypes.toml: every slider shows the preset's value (set outright, or the default scaled),
+    # and a slider the preset leaves alone goes back to the default (from maturation_arrest's 0.3 / 5.0)
+    preset = presets["hypospermatogenesis"]
+    for pid in KEY_PARAMETERS:
+        scale = preset.get("scale", {}).get(pid, 1.0)
+        want = preset.get("parameters", {}).get(pid, scale * defaults[pid])
+        assert app.parameters[pid].value == pytest.approx(want, rel=1e-12), pid
+        assert app.parameters[pid].start <= app.parameters[pid].value <= app.parameters[pid].end, pid
     assert app.parameters["aldh1a_expr"].value == 0.5
-    assert app.parameters["stem_niche"].start <= app.parameters["stem_niche"].value
+    assert app.parameters["stra6_expr"].value == defaults["stra6_expr"]
+    assert app.parameters["cyp26_expr"].value == defaults["cyp26_expr"]
     assert app.state.overrides() == {}
     assert app.state.whatif is not None and app.state.whatif.attrs["phenotype"] == "hypospermatogenesis"
     app.phenotype.value = "maturation_arrest"
@@ -228,7 +255,7 @@ def test_baseline_choice_same_regimen_without_changes(app: Explorer) -> None:
     assert app.state.baseline is not None and app.state.whatif is not None
     assert app.state.baseline.attrs["regimen"] == app.state.whatif.attrs["regimen"] == REGIMEN
     assert app.state.baseline.attrs["overrides"] == {} and app.state.whatif.attrs["overrides"] == {"stra6_expr": 1.0}
-    _same(app.state.baseline, simulate("maturation_arrest", REGIMEN, t_end_d=365.0))
+    _same(app.state.baseline, _shown("maturation_arrest", REGIMEN, n_classes=app.state.n_classes))
     app.baseline_choice.value = "untreated (same phenotype, no drug)"
     app.parameters["stra6_expr"].value = 0.3
     assert app.state.overrides() == {}
@@ -247,17 +274,22 @@ def test_downloads_reproduce_the_run(app: Explorer) -> None:
             rtol=1e-12,
         )
         data = tomllib.loads(app.state.scenario_toml())
-        assert set(data) == {"description", "phenotype", "regimens", "t_end_d", "output_step_d", "overrides"}
+        # "classes" is written only for a testis of more than one focus class (the default is 8)
+        keys = {"description", "phenotype", "regimens", "t_end_d", "output_step_d", "overrides"}
+        assert app.state.n_classes == DEFAULT_N_CLASSES != 1
+        assert set(data) == keys | {"classes"}
+        assert data["classes"] == app.state.n_classes
         assert data["phenotype"] == "maturation_arrest"
         assert data["regimens"] == [REGIMEN]
         assert data["overrides"] == {"cyp26_expr": 10.0}
         assert (data["t_end_d"], data["output_step_d"]) == (365.0, 1.0)
-        again = simulate(
+        again = default_simulate(  # what the explorer runs for the file's class count
             data["phenotype"],
             None if data["regimens"][0] == "none" else data["regimens"][0],
             t_end_d=data["t_end_d"],
             output_step_d=data["output_step_d"],
             overrides=data["overrides"],
+            n_classes=data.get("classes", 1),
         )
         _same(again, app.state.whatif)
     finally:
@@ -288,22 +320,31 @@ def test_ra_model_run_reproduces_the_downloaded_scenario(app: Explorer, tmp_path
     try:
         scenario = tmp_path / "whatif_cyp26.toml"
         scenario.write_text(app.state.scenario_toml(), encoding="utf-8")
+        written = tomllib.loads(scenario.read_text(encoding="utf-8"))
+        assert written["classes"] == app.state.n_classes == DEFAULT_N_CLASSES
         assert main(["run", str(scenario), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
         ran = pd.read_csv(tmp_path / "out" / "results.csv").drop(columns="run")
         shown = pd.read_csv(io.StringIO(app.state.csv_text()))
-        pd.testing.assert_frame_equal(ran, shown)
+        # ra-model run (a "single" experiment) runs the whole model of 8 focus classes (simulate), the explorer the
+        # exact split path (simulate_split), which agrees with the whole model within about 1e-5 relative
+        # (tests/test_focus_classes_compiled.py): so the floats agree within rtol 1e-4, with an absolute floor of
+        # 1e-9 for values near zero (concentrations of ~1e-4 M/mL differ by ~1e-10); time, doses, the presence
+        # flag and the semen category are compared exactly (assert_frame_equal's tolerances apply to floats only)
+        pd.testing.assert_frame_equal(ran, shown, check_exact=False, rtol=1e-4, atol=1e-9)
+        for column in (C.TIME_D, C.DOSES_GIVEN, C.MOTILE_SPERM_PRESENT):
+            pd.testing.assert_series_equal(ran[column], shown[column], check_exact=True)
         assert shown[C.DOSES_GIVEN].iloc[-1] == 360
     finally:
         app.dose_mg.value = 20.0
         app.parameters["cyp26_expr"].value = 5.0
 
 
-def _failing_simulate(phenotype: str, regimen: str | None, *, overrides: Mapping[str, float] | None, **kw: float):  # type: ignore[no-untyped-def]
+def _failing_simulate(phenotype: str, regimen: str | None, *, overrides: Mapping[str, float] | None, **kw: Any):  # type: ignore[no-untyped-def]
     if overrides and overrides.get("cyp26_expr", 0) > 9:
         raise SimulationFailedError("CVODE error at t = 1234 h: CV_CONV_FAILURE (forced by the test)")
     if overrides and overrides.get("cyp26_expr", 0) > 8:
         raise ZeroDivisionError("a bug")
-    return simulate(phenotype, regimen, overrides=overrides, **kw)
+    return default_simulate(phenotype, regimen, overrides=overrides, **kw)  # what the explorer runs otherwise
 
 
 def test_a_failed_run_shows_a_message_and_the_app_stays_usable() -> None:
@@ -335,9 +376,9 @@ def test_state_module_loads_without_panel_bokeh_or_param() -> None:
 
 
 def _recording(calls: list[tuple[str, str | None, Mapping[str, float] | None]]):  # type: ignore[no-untyped-def]
-    def run(phenotype: str, regimen: str | None, *, overrides: Mapping[str, float] | None, **kw: float):  # type: ignore[no-untyped-def]
+    def run(phenotype: str, regimen: str | None, *, overrides: Mapping[str, float] | None, **kw: Any):  # type: ignore[no-untyped-def]
         calls.append((phenotype, regimen, overrides))
-        return simulate(phenotype, regimen, overrides=overrides, **kw)
+        return default_simulate(phenotype, regimen, overrides=overrides, **kw)
 
     return run
 
@@ -404,9 +445,10 @@ def test_state_baseline_is_the_phenotype_untreated_or_on_the_same_regimen() -> N
 def test_state_runs_both_scenarios_once_and_summarises_them() -> None:
     calls: list[tuple[str, str | None, Mapping[str, float] | None]] = []
     state = ExplorerState(simulate_fn=_recording(calls))
+    assert state.n_classes == DEFAULT_N_CLASSES
     assert state.refresh() and state.error == ""
-    expected = simulate("maturation_arrest", REGIMEN, t_end_d=365.0)
-    untreated = simulate("maturation_arrest", None, t_end_d=365.0)
+    expected = _shown("maturation_arrest", REGIMEN, n_classes=DEFAULT_N_CLASSES)
+    untreated = _shown("maturation_arrest", None, n_classes=DEFAULT_N_CLASSES)
     assert state.whatif is not None and state.baseline is not None
     assert list(state.whatif.columns) == list(expected.columns)
     _same(state.whatif, expected)
@@ -856,13 +898,20 @@ def test_a_slow_run_in_one_session_does_not_block_another_scenario() -> None:
 
 
 def test_the_default_engine_runs_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[bool] = []
+    seen: list[tuple[str, int, bool]] = []
 
-    def fake_simulate(*args: object, **kwargs: object) -> pd.DataFrame:
-        seen.append(state_module._ENGINE_LOCK.locked())
-        return _tiny_table("healthy")
+    def fake(path: str):  # type: ignore[no-untyped-def]
+        def run(*args: object, n_classes: int, **kwargs: object) -> pd.DataFrame:
+            seen.append((path, n_classes, state_module._ENGINE_LOCK.locked()))
+            return _tiny_table("healthy")
 
-    monkeypatch.setattr(state_module, "simulate", fake_simulate)
+        return run
+
+    # one class: the whole model; the default class count (and any other above 1): the exact split path
+    monkeypatch.setattr(state_module, "simulate", fake("whole"))
+    monkeypatch.setattr(state_module, "simulate_split", fake("split"))
     default_simulate("healthy", None, t_end_d=10.0, overrides=None, output_step_d=1.0)
-    assert seen == [True]
+    default_simulate("healthy", None, t_end_d=10.0, overrides=None, output_step_d=1.0, n_classes=1)
+    default_simulate("healthy", None, t_end_d=10.0, overrides=None, output_step_d=1.0, n_classes=DEFAULT_N_CLASSES)
+    assert seen == [("whole", 1, True), ("whole", 1, True), ("split", DEFAULT_N_CLASSES, True)]
     assert not state_module._ENGINE_LOCK.locked()

@@ -17,8 +17,7 @@ import pytest
 from ra_model.app.explorer import Explorer
 from ra_model.app.figures import LOG_AXIS_FLOOR
 from ra_model.app.server import RunningServer, serve
-from ra_model.app.state import summarise
-from ra_model.engines.simulate import simulate
+from ra_model.app.state import DEFAULT_N_CLASSES, default_simulate, summarise
 from ra_model.model import columns as C
 from ra_model.model.source import read_parameter_table
 
@@ -39,6 +38,15 @@ CHROMIUM_ARGS = [
 ]
 REGIMEN = "20 mg bid for 180 d"
 WAIT_MS = 30_000
+
+
+def _shown(phenotype: str, regimen: str | None, overrides: dict[str, float] | None = None) -> pd.DataFrame:
+    """What the page runs for a scenario: the explorer's own function at its default class count (8: split path)."""
+    return default_simulate(
+        phenotype, regimen, t_end_d=365.0, overrides=overrides, output_step_d=1.0, n_classes=DEFAULT_N_CLASSES
+    )
+
+
 # what the page's first what-if line source holds, read from the Bokeh document in the browser
 READ_PLOT = """name => {
     const doc = Bokeh.documents[0];
@@ -51,10 +59,10 @@ READ_PLOT = """name => {
 def expected() -> dict[str, pd.DataFrame]:
     """The runs the page should show, computed here before the server starts."""
     return {
-        "start": simulate("maturation_arrest", REGIMEN, t_end_d=365.0),
-        "healthy": simulate("healthy", REGIMEN, t_end_d=365.0),
-        "healthy_untreated": simulate("healthy", None, t_end_d=365.0),
-        "healthy_cyp26_max": simulate("healthy", REGIMEN, t_end_d=365.0, overrides={"cyp26_expr": 10.0}),
+        "start": _shown("maturation_arrest", REGIMEN),
+        "healthy": _shown("healthy", REGIMEN),
+        "healthy_untreated": _shown("healthy", None),
+        "healthy_cyp26_max": _shown("healthy", REGIMEN, overrides={"cyp26_expr": 10.0}),
     }
 
 
@@ -146,6 +154,7 @@ def test_change_phenotype_and_slider_in_chromium(
             assert apps, "no session was created"
             assert downloaded == apps[-1].state.scenario_toml()
             assert 'phenotype = "healthy"' in downloaded and "cyp26_expr = 10.0" in downloaded
+            assert f"classes = {DEFAULT_N_CLASSES}" in downloaded
 
             shot = tmp_path / "explore.png"
             page.screenshot(path=str(shot), full_page=True)
@@ -175,7 +184,7 @@ def test_a_token_server_works_in_chromium_with_the_printed_address_only(tmp_path
                 assert served is not None and served.status == 200
                 # the page's websocket is let in too (the token travels with it): the first result arrives
                 summary = page.locator(".ra-summary p").first
-                expected = summarise(simulate("maturation_arrest", REGIMEN, t_end_d=365.0))
+                expected = summarise(_shown("maturation_arrest", REGIMEN))
                 playwright_api.expect(summary).to_contain_text(expected, timeout=WAIT_MS)
                 # and the cookie the address set lets this browser back in without the token
                 again = page.goto(running.url.split("?")[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -113,7 +114,19 @@ def test_scenario_export_alone_reproduces_simulate(tmp_path: Path) -> None:
     alone = simulate("healthy", None, t_end_d=365, preequilibrate=False, engine=Engine(text))
     ours = simulate("maturation_arrest", REGIMEN, t_end_d=365)
     assert alone[C.DOSES_GIVEN].iloc[-1] == 360
-    rows = compare_tables(ours, alone, rtol=1e-6, floor=1e-12)
+    # Each column within 1e-6, or within 1e-9 of its own peak: after the 180 days the sperm output falls
+    # through the sharp duct-loss threshold (K_duct_loss) and the ejaculate decays 2000-fold, and there
+    # simulate() disagrees with itself by ~1e-6 relative when cyp26_expr moves by 1e-11 (solver noise at
+    # rtol 1e-8 about the peak, not a difference between the file and the run).
+    columns = [C.DOSES_GIVEN, *(o.column for o in C.OBSERVABLES)]
+    rows = [
+        row
+        for column in columns
+        for row in compare_tables(
+            ours, alone, columns=[column], rtol=1e-6, floor=max(1e-12, 1e-9 * float(ours[column].abs().max()))
+        )
+    ]
+    assert len(rows) == len(columns)
     assert all(r.ok for r in rows), [r for r in rows if not r.ok]
 
 
@@ -227,4 +240,7 @@ def test_experiment_files_become_scenarios_or_say_why_not(tmp_path: Path) -> Non
 def test_cli_export_omex_writes_one_archive_per_standard_scenario(tmp_path: Path) -> None:
     code = main(["export", "omex", "--out", str(tmp_path), "--experiments", str(tmp_path / "none")])
     assert code == 0
-    assert len(list(tmp_path.glob("*.omex"))) == 12
+    # one archive per preset (models/phenotypes.toml) and standard regimen (no drug, 20 mg bid for 180 d)
+    presets = tomllib.loads((REPO / "models" / "phenotypes.toml").read_text(encoding="utf-8"))
+    want = {f"{name}__{regimen}.omex" for name in presets for regimen in ("no_drug", "20_mg_bid_for_180_d")}
+    assert {p.name for p in tmp_path.glob("*.omex")} == want

@@ -117,16 +117,18 @@ def test_three_distinct_classes_on_both_compiled_paths_match_the_whole_model(ref
     peak, peak_ref = fast[C.MOTILE_CONCENTRATION].max(), reference[C.MOTILE_CONCENTRATION].max()
     assert peak_ref > 0.0 and abs(peak / peak_ref - 1.0) < 1e-2
     assert abs(_first_sperm_d(fast) - _first_sperm_d(reference)) <= 1.0
-    # the classes matter: with every class at the typical RA the answer differs
-    same = simulate_split(PHENOTYPE, REGIMEN, n_classes=3)
+    # the classes matter: with every class at the typical RA (no spread either) the answer differs
+    same = simulate_split(PHENOTYPE, REGIMEN, n_classes=3, overrides={"local_ra_sd": 0.0})
     assert abs(same[C.MOTILE_CONCENTRATION].max() / peak_ref - 1.0) > 1e-2
 
 
 def test_eight_identical_classes_on_the_compiled_paths_are_the_one_class_testis() -> None:
-    # within the paths' own error (about 1e-4 against a tight reference): the larger core takes other steps
+    # within the paths' own error (about 1e-4 against a tight reference): the larger core takes other steps.
+    # The preset spreads local RA between the classes (local_ra_sd); without the spread they are identical
+    same = {"local_ra_sd": 0.0}
     for path in (simulate_split, simulate_fast):
-        one = path(PHENOTYPE, REGIMEN, t_end_d=300.0)
-        many = path(PHENOTYPE, REGIMEN, t_end_d=300.0, n_classes=8)
+        one = path(PHENOTYPE, REGIMEN, t_end_d=300.0, overrides=same)
+        many = path(PHENOTYPE, REGIMEN, t_end_d=300.0, n_classes=8, overrides=same)
         errors = _max_rel_error(many, one)
         assert max(errors.values()) < 1e-4, (path.__name__, errors)
         assert many.attrs["model_hash"] != one.attrs["model_hash"]

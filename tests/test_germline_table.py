@@ -15,7 +15,7 @@ from ra_model.engines.germline_table import names_in, read_germline
 from ra_model.errors import ModelBuildError, UnsupportedRateLawError
 from ra_model.model.source import ANTIMONY_FILE, antimony_to_sbml, default_sbml, model_dir
 
-HEAD = ("Oxo", "STRA8", "TJ_open")
+HEAD = ("Oxo", "STRA8", "SCOMP", "TJ_open")
 CHAIN = (
     "SSC",
     *(f"SG{i}" for i in range(1, 10)),
@@ -47,7 +47,7 @@ def test_the_table_is_the_models_germ_line() -> None:
     assert table.head == HEAD and table.chain == CHAIN
     assert table.derived == {"TJ_sealed": ("TJ_open", "TJ_total")}
     assert table.ledgers == ("Eliminated",)
-    assert table.inputs == ("Iso_c", "RAR_occupancy", "RA_signal", "spermiation_gate")
+    assert table.inputs == ("Iso_c", "RAR_occupancy", "competence_target", "RA_signal", "spermiation_gate")
     # the schemes and the sub-stepped block follow from the rate laws
     assert {s: table.schemes[k] for k, s in enumerate(table.species) if table.schemes[k] != "linear"} == {
         "SSC": "logistic",
@@ -55,16 +55,17 @@ def test_the_table_is_the_models_germ_line() -> None:
     }
     assert table.inputs[table.fast_input] == "spermiation_gate"
     assert [table.species[k] for k in table.substepped] == ["ES", "EP1"]
-    # the gates: the drug's inflow, STRA8 synthesis, junction opening (inputs), differentiation and
-    # crossing (head states), spermiation (the fast input)
+    # the gates: the drug's inflow, STRA8 synthesis, Sertoli competence, junction opening (inputs),
+    # differentiation (STRA8 and competence) and crossing (head states), spermiation (the fast input)
     reads = [(frozenset(names_in(g, "input")), frozenset(names_in(g, "state"))) for g in table.gates]
     # compared as multisets: the text of a frozenset depends on the process's hash seed, so no sort by str
     assert Counter(reads) == Counter(
         [
             (frozenset({"Iso_c"}), frozenset()),
             (frozenset({"RAR_occupancy"}), frozenset()),
+            (frozenset({"competence_target"}), frozenset()),
             (frozenset({"RA_signal"}), frozenset()),
-            (frozenset(), frozenset({"STRA8"})),
+            (frozenset(), frozenset({"STRA8", "SCOMP"})),
             (frozenset(), frozenset({"STRA8", "TJ_open"})),
             (frozenset({"spermiation_gate"}), frozenset()),
         ]

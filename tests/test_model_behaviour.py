@@ -196,7 +196,7 @@ def test_maturation_arrest_responds_to_20_mg_bid(arrest_runs) -> None:
     assert on[C.TESTIS_ATRA] > 1.5 * base[C.TESTIS_ATRA]
     assert on[C.STRA8] > 2 * base[C.STRA8]
     assert on[C.BTB_INTEGRITY] < base[C.BTB_INTEGRITY] - 0.05  # more remodelling
-    assert on[C.SPERMIATION_EFFICIENCY] > base[C.SPERMIATION_EFFICIENCY] + 0.2
+    assert on[C.SPERMIATION_EFFICIENCY] > base[C.SPERMIATION_EFFICIENCY] + 0.1  # graded gate: leaky untreated
     assert treated[C.MOTILE_SPERM_PRESENT].any()
 
 
@@ -234,7 +234,7 @@ def test_no_sperm_at_any_dose(phenotype: str, regimen: str | None) -> None:
 @pytest.mark.parametrize("regimen", [None, "20 mg bid for 180 d", "0.5 mg/kg/day od for 90 d, 70 kg"])
 def test_nothing_goes_negative(engine: Engine, phenotype: str, regimen: str | None) -> None:
     table = simulate(phenotype, regimen, t_end_d=300, output_step_d=2, include_species=True)
-    numeric = table.drop(columns=[C.MOTILE_SPERM_PRESENT])
+    numeric = table.drop(columns=[C.MOTILE_SPERM_PRESENT, C.SEMEN_CATEGORY])
     # CVODE round-off in drained pools stays below its absolute tolerance; anything larger is a bug.
     assert numeric.to_numpy().min() >= -10 * engine.options.atol
 

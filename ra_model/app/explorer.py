@@ -1,10 +1,12 @@
 """The what-if explorer's page: Panel widgets wired to an :class:`~ra_model.app.state.ExplorerState`.
 
-The page has controls (phenotype, regimen, the five parameters that matter most), the standard
-time-course panel with a baseline run drawn beside the what-if run, a plain-language summary, and
-download buttons for the run (CSV) and the exact scenario (TOML, the simplest scenario form that
-``ra-model run`` reads). A control writes its value into the session's state, the state runs the
-scenarios (:mod:`ra_model.app.state`), and the figures draw them (:mod:`ra_model.app.figures`).
+The page has controls (phenotype, regimen, the five parameters that matter most, the number of
+tubule-focus classes the testis is built from), the standard time-course panel and the foci panel
+(tubules holding sperm, the chance surgery finds sperm) with a baseline run drawn beside the what-if
+run, a plain-language summary, and download buttons for the run (CSV) and the exact scenario (TOML,
+the simplest scenario form that ``ra-model run`` reads). A control writes its value into the session's
+state, the state runs the scenarios (:mod:`ra_model.app.state`), and the figures draw them
+(:mod:`ra_model.app.figures`).
 
 Use :func:`ra_model.app.server.serve` to start the server (the ``ra-model explore`` command calls
 it), or build an :class:`Explorer` directly to drive the app from Python.
@@ -29,7 +31,10 @@ from ra_model.app.figures import Figures, caption
 from ra_model.app.state import (
     BASELINES,
     BODY_WEIGHT_KG_RANGE,
+    CLASS_COUNT_COST_S,
+    CLASS_COUNTS,
     CONTROL_LABELS,
+    DEFAULT_N_CLASSES,
     DEFAULT_T_END_D,
     DOSE_BASES,
     DOSE_MG_PER_KG_DAY_RANGE,
@@ -103,6 +108,13 @@ def _step(lower: float, upper: float) -> float:
     return 10.0 * power  # pragma: no cover - the loop always returns
 
 
+def _class_count_label(n_classes: int) -> str:
+    """Return the focus-class choice's label: the count and roughly how long a treated run takes."""
+    what = "uniform testis" if n_classes == 1 else "focus classes"
+    cost = CLASS_COUNT_COST_S.get(n_classes)
+    return f"{n_classes} ({what}, about {cost:g} s a run)" if cost is not None else f"{n_classes} ({what})"
+
+
 class Explorer:
     """The page of one browser session: widgets that set an :class:`ExplorerState`, and its figures.
 
@@ -122,6 +134,7 @@ class Explorer:
         phenotype: Preset shown first.
         regimen: Regimen shown first.
         t_end_d: Horizon shown first; one of :data:`~ra_model.app.state.HORIZONS_D`.
+        n_classes: Focus classes shown first; one of :data:`~ra_model.app.state.CLASS_COUNTS`.
     """
 
     def __init__(
@@ -132,10 +145,16 @@ class Explorer:
         phenotype: str = "maturation_arrest",
         regimen: str = "20 mg bid for 180 d",
         t_end_d: float = DEFAULT_T_END_D,
+        n_classes: int = DEFAULT_N_CLASSES,
     ) -> None:
         """Build the widgets and views and run the first scenario."""
         self.state = ExplorerState(
-            simulate_fn=simulate_fn, cache=cache, phenotype=phenotype, regimen=regimen, t_end_d=t_end_d
+            simulate_fn=simulate_fn,
+            cache=cache,
+            phenotype=phenotype,
+            regimen=regimen,
+            t_end_d=t_end_d,
+            n_classes=n_classes,
         )
         state = self.state
         self._suspended = False
@@ -197,6 +216,18 @@ class Explorer:
             css_classes=["ra-horizon"],
             sizing_mode="stretch_width",
         )
+        self.focus_classes = pn.widgets.Select(
+            label="Tubule-focus classes",
+            options={_class_count_label(n): n for n in CLASS_COUNTS},
+            value=state.n_classes,
+            description=(
+                "The testis is built from this many classes of tubule foci that differ in local RA. With 1 it "
+                "is uniform; the mosaic presets' spread between foci shows with 8 or 16. More classes take "
+                "longer (the time is one treated year; the first run at a new count also builds the model)."
+            ),
+            css_classes=["ra-classes"],
+            sizing_mode="stretch_width",
+        )
         self.baseline_choice = pn.widgets.RadioButtonGroup(
             label="Baseline", options=list(BASELINES), value=state.baseline_choice, css_classes=["ra-baseline"]
         )
@@ -231,8 +262,11 @@ class Explorer:
         self.figures = Figures()
         self.caption = pn.pane.Markdown("", css_classes=["ra-caption"], sizing_mode="stretch_width")
         self.plot = pn.pane.Bokeh(self.figures.grid, sizing_mode="stretch_width", css_classes=["ra-plot"])
+        self.foci_note = pn.pane.Markdown("", css_classes=["ra-foci-note"], sizing_mode="stretch_width")
+        self.foci_plot = pn.pane.Bokeh(self.figures.foci, sizing_mode="stretch_width", css_classes=["ra-foci"])
 
-        # each control writes the ExplorerState attribute of the same name (the horizon writes t_end_d)
+        # each control writes the ExplorerState attribute of the same name (the horizon writes t_end_d,
+        # the focus-class choice n_classes)
         controls: dict[str, Any] = {
             "drug": self.drug,
             "dose_basis": self.dose_basis,
@@ -244,6 +278,7 @@ class Explorer:
             "duration_d": self.duration_d,
             "fed": self.fed,
             "t_end_d": self.horizon,
+            "n_classes": self.focus_classes,
             "baseline_choice": self.baseline_choice,
         }
         for name, widget in controls.items():
@@ -252,6 +287,7 @@ class Explorer:
             widget.param.watch(functools.partial(self._on_parameter, pid), "value")
         self.phenotype.param.watch(self._on_phenotype, "value")
         self.phenotype_note.object = state.phenotype_note()
+        self.foci_note.object = state.foci_note()
         self._sync_visibility()
         self.refresh()
 
@@ -286,6 +322,8 @@ class Explorer:
         setattr(self.state, name, event.new)
         if name in ("drug", "dose_basis"):
             self._sync_visibility()
+        if name == "n_classes":
+            self.foci_note.object = self.state.foci_note()
         if not self._suspended:
             self.refresh()
 
@@ -310,6 +348,7 @@ class Explorer:
         finally:
             self._suspended = False
         self.phenotype_note.object = self.state.phenotype_note()
+        self.foci_note.object = self.state.foci_note()
         self.refresh()
 
     def _sync_visibility(self) -> None:
@@ -352,6 +391,7 @@ class Explorer:
             *(_with_tip(w) for w in self.parameters.values()),
             "## Run",
             self.horizon,
+            self.focus_classes,
             "Compare with:",
             self.baseline_choice,
             width=360,
@@ -362,6 +402,8 @@ class Explorer:
             self.summary,
             self.caption,
             self.plot,
+            self.foci_note,
+            self.foci_plot,
             pn.Row(self.download_csv, self.download_toml),
             self.status,
             sizing_mode="stretch_width",

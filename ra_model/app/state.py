@@ -3,15 +3,20 @@
 Nothing here imports Panel, param or Bokeh, so the explorer's logic runs and is tested without a
 browser: :class:`ExplorerState` holds the control values (phenotype, regimen fields, the key
 parameters), turns them into a what-if :class:`Scenario` and its baseline, runs both through
-:func:`ra_model.engines.simulate.simulate`, and gives the summary, the error text and the downloads.
-:func:`summarise` turns any results table into the summary sentence and is a pure function.
+:func:`default_simulate` on a testis of :attr:`ExplorerState.n_classes` tubule-focus classes
+(:data:`DEFAULT_N_CLASSES` = 8 unless chosen otherwise: the exact split path,
+:func:`ra_model.engines.splitpath.simulate_split`; with 1 class the whole model,
+:func:`ra_model.engines.simulate.simulate`), and gives the summary, the error text and the downloads.
+:func:`summarise` turns any results table into the summary sentence and :func:`foci_table` into the
+foci panel's data; both are pure functions.
 
 Runs are shared by every session of the process through :data:`SHARED_RUNS`, a :class:`RunCache`
 (bounded, least recently used dropped first, thread-safe): a scenario that one session has run is
 instant for the next, and sessions that ask for the same scenario at the same time wait for one
-computation instead of each running it. Only runs on the process-wide default engine take turns
-(:func:`default_simulate` holds its lock); a cache hit, or a wait for another session's run, holds no
-lock, and a caller-supplied ``simulate_fn`` is not serialised at all.
+computation instead of each running it. Runs are kept by scenario, focus-class count included. Only
+runs on the process-wide default engines (one per class count and path) take turns
+(:func:`default_simulate` holds their lock); a cache hit, or a wait for another session's run, holds
+no lock, and a caller-supplied ``simulate_fn`` is not serialised at all.
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ import pandas as pd
 import tomli_w
 
 from ra_model.engines.simulate import default_engine, simulate
+from ra_model.engines.splitpath import simulate_split
 from ra_model.errors import InvalidValueError, RAModelError, SimulationFailedError, UnknownNameError
 from ra_model.model import columns as C
+from ra_model.model.classes import check_n_classes
 from ra_model.model.phenotypes import Phenotype, load_phenotypes
 from ra_model.model.regimen import Regimen
 from ra_model.model.source import read_parameter_table
@@ -40,12 +47,27 @@ from ra_model.model.source import read_parameter_table
 log = logging.getLogger(__name__)
 
 #: Default simulated time, days: one year covers a 6-month course and the months after it, and one
-#: run with 360 doses takes about 0.3-0.4 s, so a change redraws within about a second.
+#: run with 360 doses takes about 0.8 s with the default 8 focus classes (0.3-0.4 s with 1; see
+#: :data:`CLASS_COUNT_COST_S`), so a change redraws within about a second.
 DEFAULT_T_END_D = 365.0
 #: Horizons offered in the page, days (longer ones take proportionally longer per change).
 HORIZONS_D: tuple[float, ...] = (180.0, 365.0, 730.0)
 #: Spacing of output rows, days.
 OUTPUT_STEP_D = 1.0
+#: Tubule-focus class counts offered in the page (``simulate(..., n_classes=N)``). With 1 the testis is
+#: homogeneous (its median focus); the mosaic presets' spread between foci shows only with 2 or more.
+CLASS_COUNTS: tuple[int, ...] = (1, 8, 16)
+#: Focus classes selected first: 8, so that the mosaic histologies show their foci. With two or more
+#: classes the explorer runs the exact split path (every dose through the solver, the germ line compiled;
+#: within 1e-5 of the whole model, tests/test_focus_classes_compiled.py): one treated year (maturation
+#: arrest, 20 mg bid for 180 d) took 0.8 s with 8 classes and 1.1 s with 16 on this machine, against 5.8 s
+#: and 40 s on the whole model (building the engines once per process: 2.5 s and 14 s).
+DEFAULT_N_CLASSES = 8
+#: Approximate time of one treated year by class count, seconds (shown beside the choice).
+CLASS_COUNT_COST_S: Mapping[int, float] = MappingProxyType({1: 0.3, 8: 0.8, 16: 1.1})
+#: The foci panel's columns: share of tubule regions holding mature sperm, and the chance a conventional
+#: TESE or a micro-TESE finds sperm (all 0-1).
+FOCI_COLUMNS: tuple[str, ...] = (C.TUBULES_WITH_SPERM, C.RETRIEVAL_CONVENTIONAL_TESE, C.RETRIEVAL_MICRO_TESE)
 #: The parameters with a slider, in page order (ids in models/parameters.csv).
 KEY_PARAMETERS: tuple[str, ...] = ("stra6_expr", "aldh1a_expr", "cyp26_expr", "testis_penetration", "stem_niche")
 #: Slider labels of the key parameters.
@@ -89,15 +111,19 @@ BASELINES: tuple[str, ...] = (BASELINE_UNTREATED, BASELINE_SAME_REGIMEN)
 #: year's run is about 80 kB, so a full cache holds about 20 MB.
 CACHE_SIZE = 256
 
-# The process-wide default engine (one libroadrunner instance) is not thread-safe, so runs on it take
-# turns. A pool of engines, one per thread, would not run faster: libroadrunner keeps Python's GIL for
-# the whole of a run, so two engines in two threads take as long as one after the other (measured by
-# benchmarks/bench_explore.py). Only runs on that engine hold this lock.
+# The process-wide default engines (one libroadrunner instance per class count and path: the whole model
+# for 1 class, the split path for more) are not thread-safe, so runs on them take turns. A pool of
+# engines, one per thread, would not run faster: libroadrunner keeps Python's GIL for the whole of a
+# run, so two engines in two threads take as long as one after the other (measured by
+# benchmarks/bench_explore.py). Only runs on those engines hold this lock.
 _ENGINE_LOCK = threading.Lock()
 
 
 class SimulateFn(Protocol):
-    """The signature of :func:`ra_model.simulate.simulate` that the explorer uses."""
+    """The signature of :func:`ra_model.simulate.simulate` that the explorer uses.
+
+    The explorer always passes ``n_classes`` (the testis's tubule-focus classes, 1 for a homogeneous one).
+    """
 
     def __call__(
         self,
@@ -107,6 +133,7 @@ class SimulateFn(Protocol):
         t_end_d: float,
         overrides: Mapping[str, float] | None,
         output_step_d: float,
+        n_classes: int = 1,
     ) -> pd.DataFrame:
         """Run one scenario into a results table."""
         ...
@@ -119,13 +146,25 @@ def default_simulate(
     t_end_d: float,
     overrides: Mapping[str, float] | None,
     output_step_d: float,
+    n_classes: int = 1,
 ) -> pd.DataFrame:
-    """Run one scenario with :func:`ra_model.engines.simulate.simulate` (the default :class:`SimulateFn`).
+    """Run one scenario (the default :class:`SimulateFn`): the whole model with one class, the split path with more.
 
-    Safe to call from several threads: runs on the process-wide default engine take turns.
+    :func:`ra_model.engines.simulate.simulate` for one class; :func:`ra_model.engines.splitpath.simulate_split`
+    (exact: every dose through the solver, the germ line compiled) for a testis of focus classes. Safe to
+    call from several threads: runs on the process-wide default engines (one per class count and path)
+    take turns.
     """
     with _ENGINE_LOCK:
-        return simulate(phenotype, regimen, t_end_d=t_end_d, overrides=overrides, output_step_d=output_step_d)
+        run = simulate if n_classes == 1 else simulate_split
+        return run(
+            phenotype,
+            regimen,
+            t_end_d=t_end_d,
+            overrides=overrides,
+            output_step_d=output_step_d,
+            n_classes=n_classes,
+        )
 
 
 @dataclass(frozen=True)
@@ -242,6 +281,7 @@ class Scenario:
         overrides: Parameter values by id that differ from the phenotype's own.
         t_end_d: Simulated time, days.
         output_step_d: Spacing of output rows, days.
+        n_classes: Tubule-focus classes the testis is built from (1: homogeneous).
         description: One line for the scenario file.
     """
 
@@ -250,10 +290,11 @@ class Scenario:
     overrides: Mapping[str, float] = field(default_factory=dict)
     t_end_d: float = DEFAULT_T_END_D
     output_step_d: float = OUTPUT_STEP_D
+    n_classes: int = 1
     description: str = ""
 
     def __post_init__(self) -> None:
-        """Freeze the overrides, check numbers, and put the regimen text in canonical form."""
+        """Freeze the overrides, check numbers and the class count, and put the regimen text in canonical form."""
         for name, value in self.overrides.items():
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise InvalidValueError(f"override {name} = {value!r} is not a finite number")
@@ -270,17 +311,26 @@ class Scenario:
                 or not (math.isfinite(value) and value > 0)
             ):
                 raise InvalidValueError(f"Scenario.{name} = {value!r}; use a finite number of days > 0")
+        check_n_classes(self.n_classes)
 
     def key(self) -> tuple[object, ...]:
         """Return a hashable key of everything that changes the results (not the description)."""
-        return (self.phenotype, self.regimen, tuple(self.overrides.items()), self.t_end_d, self.output_step_d)
+        return (
+            self.phenotype,
+            self.regimen,
+            tuple(self.overrides.items()),
+            self.t_end_d,
+            self.output_step_d,
+            self.n_classes,
+        )
 
     def to_toml(self) -> str:
         """Return the scenario in the simplest scenario-file form (see the README, ``ra-model run``).
 
         Returns:
             TOML text with ``description``, ``phenotype``, ``regimens`` (one entry; ``"none"`` for no
-            drug), ``t_end_d``, ``output_step_d`` and, if any, an ``[overrides]`` table.
+            drug), ``t_end_d``, ``output_step_d``, ``classes`` when the testis has more than one focus
+            class, and, if any, an ``[overrides]`` table.
         """
         data: dict[str, Any] = {
             "description": self.description,
@@ -289,14 +339,18 @@ class Scenario:
             "t_end_d": float(self.t_end_d),
             "output_step_d": float(self.output_step_d),
         }
+        if self.n_classes != 1:
+            data["classes"] = int(self.n_classes)
         if self.overrides:
             data["overrides"] = dict(self.overrides)
         return tomli_w.dumps(data)
 
     def label(self) -> str:
-        """Return a short human-readable label: phenotype, regimen and overrides."""
+        """Return a short human-readable label: phenotype, regimen, overrides and focus classes (if more than 1)."""
         parts = [self.phenotype.replace("_", " "), self.regimen or "no drug"]
         parts += [f"{k} = {v:g}" for k, v in self.overrides.items()]
+        if self.n_classes != 1:
+            parts.append(f"{self.n_classes} focus classes")
         return ", ".join(parts)
 
 
@@ -409,6 +463,29 @@ def summarise(table: pd.DataFrame) -> str:
     return f"{opening}; {peak}; {ending}."
 
 
+def foci_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Return the foci panel's data of a run: time, tubules holding sperm and the two retrieval chances.
+
+    Args:
+        table: A ``simulate()`` table.
+
+    Returns:
+        A new table with ``time_d`` and the :data:`FOCI_COLUMNS` (floats, 0-1), one row per output time.
+        A column the table lacks (a model without the foci readouts) is NaN, so it draws nothing.
+
+    Raises:
+        InvalidValueError: If the table has no ``time_d`` column.
+    """
+    if C.TIME_D not in table.columns:
+        raise InvalidValueError(
+            f"cannot read the foci of a results table without {C.TIME_D!r}; pass the table returned by simulate"
+        )
+    data = {C.TIME_D: table[C.TIME_D].to_numpy(dtype=float)}
+    for column in FOCI_COLUMNS:
+        data[column] = table[column].to_numpy(dtype=float) if column in table.columns else np.full(len(table), np.nan)
+    return pd.DataFrame(data)
+
+
 @dataclass(frozen=True)
 class ParameterRange:
     """A key parameter's row of the parameter table, as its slider shows it.
@@ -481,6 +558,7 @@ class ExplorerState:
         duration_d: Length of the course, days.
         fed: Whether doses are taken with food.
         t_end_d: Simulated time, days; one of :data:`HORIZONS_D`.
+        n_classes: Tubule-focus classes the testis of both runs is built from; one of :data:`CLASS_COUNTS`.
         baseline_choice: One of :data:`BASELINES`.
         parameters: Values of the key parameters by id (the sliders).
         phenotypes: The presets by name.
@@ -494,14 +572,16 @@ class ExplorerState:
         simulate_fn: Runs one scenario; defaults to :func:`default_simulate` (tests inject a failing
             one to check the error text). It may be called from several threads at once.
         cache: Where runs are kept; defaults to :data:`SHARED_RUNS`, shared by all sessions. Runs are
-            kept by scenario and ``simulate_fn``, so sessions with different functions never share.
+            kept by scenario (focus-class count included) and ``simulate_fn``, so sessions with
+            different functions never share.
         phenotype: Preset selected first.
         regimen: Regimen the controls describe first (od or bid dosing).
         t_end_d: Horizon selected first; one of :data:`HORIZONS_D`.
+        n_classes: Focus classes selected first; one of :data:`CLASS_COUNTS`.
 
     Raises:
         UnknownNameError: If ``phenotype`` is not a preset.
-        InvalidValueError: If ``t_end_d`` is not offered or ``regimen`` is neither od nor bid.
+        InvalidValueError: If ``t_end_d`` or ``n_classes`` is not offered or ``regimen`` is neither od nor bid.
         RegimenParseError: If ``regimen`` cannot be read.
     """
 
@@ -513,8 +593,9 @@ class ExplorerState:
         phenotype: str = "maturation_arrest",
         regimen: str = "20 mg bid for 180 d",
         t_end_d: float = DEFAULT_T_END_D,
+        n_classes: int = DEFAULT_N_CLASSES,
     ) -> None:
-        """Set the controls from the starting phenotype, regimen and horizon (runs nothing yet)."""
+        """Set the controls from the starting phenotype, regimen, horizon and class count (runs nothing yet)."""
         self._simulate = simulate_fn
         self._cache = SHARED_RUNS if cache is None else cache
         self.phenotypes: dict[str, Phenotype] = load_phenotypes()
@@ -524,6 +605,10 @@ class ExplorerState:
             raise UnknownNameError("phenotype", phenotype, self.phenotypes)
         if t_end_d not in HORIZONS_D:
             raise InvalidValueError(f"t_end_d = {t_end_d!r}; the explorer offers {list(HORIZONS_D)} days")
+        if isinstance(n_classes, bool) or n_classes not in CLASS_COUNTS:
+            raise InvalidValueError(
+                f"n_classes = {n_classes!r}; the explorer offers {list(CLASS_COUNTS)} focus classes"
+            )
         start = Regimen.parse(regimen)
         frequency = next((k for k, v in FREQUENCIES_H.items() if v == start.interval_h), None)
         if frequency is None:
@@ -541,6 +626,7 @@ class ExplorerState:
         self.duration_d = start.duration_d if start.duration_d is not None else 180.0
         self.fed = start.fed
         self.t_end_d = float(t_end_d)
+        self.n_classes = int(n_classes)
         self.baseline_choice = BASELINE_UNTREATED
         self.parameters: dict[str, float] = self.phenotype_values()
         self.whatif: pd.DataFrame | None = None
@@ -583,6 +669,41 @@ class ExplorerState:
                     f"parameter table's range {rng.lower:g} to {rng.upper:g}."
                 )
         return " ".join(notes)
+
+    def foci_note(self) -> str:
+        """Return Markdown that explains the foci panel for the selected preset and class count.
+
+        It names the surgeries' sample counts (``tese_samples``, ``micro_tese_samples`` in
+        models/parameters.csv) and, when the preset's foci differ in local RA (``local_ra_sd`` > 0) but
+        the testis has one class, says that the spread shows only with more classes.
+        """
+        resolved = self.phenotypes[self.phenotype].resolve(self._defaults)
+        tese = float(resolved.get("tese_samples", self._defaults.get("tese_samples", math.nan)))
+        micro = float(resolved.get("micro_tese_samples", self._defaults.get("micro_tese_samples", math.nan)))
+        spread = float(resolved.get("local_ra_sd", self._defaults.get("local_ra_sd", 0.0)))
+        text = (
+            "**Foci** (panel below): the share of tubule regions holding mature sperm, and the chance that "
+            f"surgery finds sperm: a conventional TESE ({tese:g} random biopsies) or a micro-TESE ({micro:g} "
+            "regions picked under the microscope). Solid: what-if; dashed: baseline."
+        )
+        if self.n_classes == 1:
+            text += " With 1 focus class every tubule focus is the same (the testis's median focus)."
+            if spread > 0:
+                text += (
+                    f" This preset's foci differ in local RA (local_ra_sd = {spread:g}): choose 8 or 16 focus "
+                    "classes to see some foci respond before others."
+                )
+        elif spread > 0:
+            text += (
+                f" The testis is built from {self.n_classes} focus classes whose local RA differs "
+                f"(local_ra_sd = {spread:g}), so some foci hold sperm before others."
+            )
+        else:
+            text += (
+                f" The testis is built from {self.n_classes} focus classes; this preset's foci do not differ in "
+                "local RA (local_ra_sd = 0), so they stay alike."
+            )
+        return text
 
     # ----------------------------------------------------------------- scenarios
     def regimen(self) -> Regimen | None:
@@ -631,9 +752,10 @@ class ExplorerState:
         overrides = self.overrides()
         text = str(regimen) if regimen else None
         what = ", ".join(f"{k} = {v:g}" for k, v in overrides.items()) or "no parameter changes"
+        classes = f"; testis of {self.n_classes} focus classes" if self.n_classes != 1 else ""
         description = (
             f"What-if explorer: {self.phenotype} with {text or 'no drug'}; {what} "
-            f"(relative to the preset's own values)."
+            f"(relative to the preset's own values){classes}."
         )
         return Scenario(
             phenotype=self.phenotype,
@@ -641,17 +763,19 @@ class ExplorerState:
             overrides=overrides,
             t_end_d=float(self.t_end_d),
             output_step_d=OUTPUT_STEP_D,
+            n_classes=self.n_classes,
             description=description,
         )
 
     def baseline_scenario(self, whatif: Scenario) -> Scenario:
-        """Return the baseline for a what-if scenario: same phenotype defaults, untreated or same regimen."""
+        """Return the baseline of a what-if scenario: phenotype defaults, same classes, untreated or same regimen."""
         regimen = whatif.regimen if self.baseline_choice == BASELINE_SAME_REGIMEN else None
         return Scenario(
             phenotype=whatif.phenotype,
             regimen=regimen,
             t_end_d=whatif.t_end_d,
             output_step_d=whatif.output_step_d,
+            n_classes=whatif.n_classes,
             description=f"Baseline: {whatif.phenotype} defaults, {regimen or 'no drug'}.",
         )
 
@@ -673,6 +797,7 @@ class ExplorerState:
                 t_end_d=scenario.t_end_d,
                 overrides=dict(scenario.overrides) or None,
                 output_step_d=scenario.output_step_d,
+                n_classes=scenario.n_classes,
             )
 
         return self._cache.get((self._simulate, *scenario.key()), compute)

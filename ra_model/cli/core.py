@@ -15,6 +15,9 @@ from ra_model.model import columns as C
 
 log = logging.getLogger("ra_model.cli")
 
+#: Focus classes of the demo's testis (the maturation-arrest preset is a mosaic of foci).
+DEMO_CLASSES = 8
+
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, float]:
     """Turn ``NAME=VALUE`` strings from ``--set`` into a dict of floats, each checked against its physical domain.
@@ -59,13 +62,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ra_model.engines.simulate import simulate
+    from ra_model.engines.splitpath import simulate_split
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     regimen = "20 mg bid for 180 d"
-    untreated = simulate("maturation_arrest", None, t_end_d=365)
-    treated = simulate("maturation_arrest", regimen, t_end_d=365)
+    # the mosaic testis of the preset (8 focus classes), every dose exact on the split path
+    untreated = simulate_split("maturation_arrest", None, t_end_d=365, n_classes=DEMO_CLASSES)
+    treated = simulate_split("maturation_arrest", regimen, t_end_d=365, n_classes=DEMO_CLASSES)
     _print_summary(treated, every_d=30)
     write_table(treated, out / "demo_maturation_arrest_20mg_bid.csv")
     write_plot(
@@ -171,6 +175,28 @@ def _print_summary(table: pd.DataFrame, every_d: float = 30.0) -> None:
         sys.stdout.write("no motile sperm above the detection limit at any time\n")
 
 
+def _cmd_calibrate_prevalence(args: argparse.Namespace) -> int:
+    from ra_model.studies.calibrate_population import write_back
+    from ra_model.studies.calibrate_prevalence import calibrate_prevalence, fit_note
+
+    fit = calibrate_prevalence(n=args.n, seed=args.seed, n_classes=args.classes)
+    out = Path(args.report)
+    out.mkdir(parents=True, exist_ok=True)
+    fit.report.to_csv(out / "prevalence_fit_report.csv", index=False)
+    fit.trace.to_csv(out / "prevalence_fit_trace.csv", index=False)
+    (out / "prevalence_fit.json").write_text(
+        json.dumps({"fitted_log_sd": fit.fitted, "n": fit.n_per_histology, "seed": args.seed}, indent=2),
+        encoding="utf-8",
+    )
+    with pd.option_context("display.width", 200, "display.float_format", "{:.4g}".format):
+        sys.stdout.write(fit.report.drop(columns=["source"]).to_string(index=False) + "\n")
+    sys.stdout.write(f"fitted SD of logit(focus_share): {fit.fitted['focus_share']:g}; report in {out}\n")
+    if args.write:
+        for line in write_back(fit, note=fit_note(fit), by="ra-model calibrate-prevalence"):
+            sys.stdout.write(f"wrote models/population.toml: {line}\n")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the core commands to the ``ra-model`` sub-command parser."""
     p = sub.add_parser("simulate", help="simulate a phenotype under a regimen")
@@ -190,7 +216,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser("demo", help="maturation arrest with and without 20 mg bid: a table and a figure")
+    p = sub.add_parser(
+        "demo", help="maturation arrest (8 focus classes) with and without 20 mg bid: a table and a figure"
+    )
     p.add_argument("--out", default="ra_model_demo", help="output folder (default ./ra_model_demo)")
     p.set_defaults(func=_cmd_demo)
 
@@ -201,6 +229,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--category", default=None, help="only this category (e.g. pk, germ_cell)")
     p.add_argument("--out", default=None, help="write the table as CSV instead of printing it")
     p.set_defaults(func=_cmd_parameters)
+
+    p = sub.add_parser(
+        "calibrate-prevalence",
+        help="fit the spread of focus_share to the prevalence of azoospermia (models/calibration_targets.csv)",
+    )
+    p.add_argument("--n", type=int, default=4000, help="virtual men per evaluation (default 4000)")
+    p.add_argument("--seed", type=int, default=1, help="population seed (default 1)")
+    p.add_argument("--classes", type=int, default=8, metavar="N", help="focus classes of the testis (default 8)")
+    p.add_argument("--report", default="prevalence_fit", help="folder for the fit report (default ./prevalence_fit)")
+    p.add_argument("--write", action="store_true", help="write the fitted spread into models/population.toml")
+    p.set_defaults(func=_cmd_calibrate_prevalence)
 
     p = sub.add_parser("calibrate", help="refit the fitted parameters to models/calibration_targets.csv")
     p.add_argument("--report", default="calibration_report", help="folder for the fit report")

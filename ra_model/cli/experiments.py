@@ -49,6 +49,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ra_model.errors import ExperimentFailedError, InvalidValueError, SimulationFailedError
     from ra_model.plots.cohort import close, experiment_figures
     from ra_model.studies.experiments import load_experiment, run_experiment
+    from ra_model.studies.experiments.cohort import RETRIEVAL_TABLE
 
     experiment = load_experiment(Path(args.file), reduced=args.reduced)
     out = Path(args.out)
@@ -78,8 +79,58 @@ def _cmd_run(args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3g}".format):
         shown = result.tables.get("comparison", result.summary)
         sys.stdout.write(shown.to_string(index=False) + "\n")
-    sys.stdout.write(f"wrote {out}/ (results.csv, summary.csv, summary.json, inputs.json, {len(figures)} figure(s))\n")
+        _print_retrieval(result)
+    written = "results.csv, summary.csv, summary.json, inputs.json"
+    written += ", retrieval.csv" if RETRIEVAL_TABLE in result.tables else ""
+    sys.stdout.write(f"wrote {out}/ ({written}, {len(figures)} figure(s))\n")
     return 0
+
+
+def _classes(n: int) -> str:
+    """Return ``"1 focus class"`` or ``"8 focus classes"``."""
+    return f"{n} focus class" + ("" if n == 1 else "es")
+
+
+def _print_retrieval(result: ExperimentResult) -> None:
+    """Print a cohort's retrieval section: its largest cohort's mean chances by histology and group."""
+    from ra_model.studies import retrieval as R
+    from ra_model.studies.experiments.cohort import RETRIEVAL_TABLE
+
+    table = result.tables.get(RETRIEVAL_TABLE)
+    if table is None or not len(table):
+        return
+    cohorts = result.experiment.cohorts
+    largest = max(cohorts, key=lambda k: cohorts[k]) if cohorts else None
+    if largest is not None and "cohort" in table:
+        table = table[table["cohort"] == largest]
+    shown = table[
+        [
+            R.HISTOLOGY,
+            R.GROUP,
+            R.N_MEN,
+            R.MICRO_TESE_BASELINE,
+            R.MICRO_TESE_END,
+            R.CONVENTIONAL_TESE_BASELINE,
+            R.CONVENTIONAL_TESE_END,
+            R.EXPECTED_FOUND_MICRO_TESE_BASELINE,
+            R.EXPECTED_FOUND_MICRO_TESE_END,
+        ]
+    ].rename(
+        columns={
+            R.MICRO_TESE_BASELINE: "micro_day0",
+            R.MICRO_TESE_END: "micro_end",
+            R.CONVENTIONAL_TESE_BASELINE: "conv_day0",
+            R.CONVENTIONAL_TESE_END: "conv_end",
+            R.EXPECTED_FOUND_MICRO_TESE_BASELINE: "found_micro_day0",
+            R.EXPECTED_FOUND_MICRO_TESE_END: "found_micro_end",
+        }
+    )
+    sys.stdout.write(
+        f"\nsperm retrieval, cohort {largest!r} ({_classes(result.experiment.n_classes)}): mean chance that "
+        f"micro-TESE / conventional TESE finds sperm on day 0 and at the end (day {result.experiment.t_end_d:g}), "
+        "and the expected men with sperm found by micro-TESE (all cohorts in retrieval.csv)\n"
+    )
+    sys.stdout.write(shown.to_string(index=False) + "\n")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -87,7 +138,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     folder = Path(args.folder) if args.folder else experiments_dir()
     for exp in list_experiments(folder):
-        sys.stdout.write(f"{exp.id}  [{exp.kind}]\n  {exp.description}\n")
+        classes = f", {_classes(exp.n_classes)}" if exp.n_classes > 1 else ""
+        sys.stdout.write(f"{exp.id}  [{exp.kind}{classes}]\n  {exp.description}\n")
     return 0
 
 

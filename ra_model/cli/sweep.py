@@ -35,6 +35,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         fast=spec.fast or args.fast,
         model=Path(args.model) if args.model else None,
         progress=not args.quiet,
+        n_classes=args.classes,
     )
     out.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out / "sweep.parquet", index=False)
@@ -63,6 +64,7 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         where=str(path),
         fresh=args.fresh,
+        n_classes=args.classes,
     )
     indices = summary.pop("indices")
     figures = index_figures(indices, title=summary["title"])
@@ -92,6 +94,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument("--workers", type=int, default=None, help="local worker processes (default: all cores)")
         p.add_argument("--reduced", action="store_true", help="use the spec's n_reduced (a quick run)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument(
+            "--classes",
+            type=int,
+            default=1,
+            metavar="N",
+            help="build the shipped testis from N tubule-focus classes (default 1; see README, focus classes)",
+        )
         p.add_argument(
             "--plugin",
             action="append",

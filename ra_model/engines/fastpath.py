@@ -60,6 +60,7 @@ from ra_model.engines.simulate import (
 )
 from ra_model.errors import ModelBuildError, SimulationFailedError, UnknownNameError
 from ra_model.model import columns as C
+from ra_model.model import semen
 from ra_model.model.classes import check_n_classes
 from ra_model.model.phenotypes import Phenotype
 from ra_model.model.regimen import Regimen
@@ -766,6 +767,7 @@ def prepare_split_run(
         full, phenotype, regimen, t_end_d=t_end_d, output_step_d=output_step_d, overrides=overrides
     )
     parameters = preset.resolve(full.defaults) | user
+    semen.limits_from(dict(full.defaults) | parameters)  # the semen category limits, checked before the run
     core_parameters = {k: v for k, v in parameters.items() if k in core.defaults}
     start = dict(full.initial_amounts) | dict(preset.initial_amounts)
     context = f"{run_context(preset.name, parsed, user)} ({path})"
@@ -805,17 +807,20 @@ def split_table(
     }
     for o in C.OBSERVABLES:
         columns[o.column] = observables[o.model_id]
-    table = pd.DataFrame(columns)
     limit = float(scenario.values["motile_detection_limit"])
-    table[C.MOTILE_SPERM_PRESENT] = table[C.MOTILE_CONCENTRATION] >= limit
+    columns[C.MOTILE_SPERM_PRESENT] = np.asarray(columns[C.MOTILE_CONCENTRATION]) >= limit
+    limits = semen.limits_from(scenario.values)
+    columns[C.SEMEN_CATEGORY] = semen.semen_category(columns[C.EJACULATE_CONCENTRATION], **limits)
+    table = pd.DataFrame(columns)
     table.attrs.update(
         units=dict(C.UNITS),
         phenotype=scenario.preset.name,
         regimen=str(scenario.regimen) if scenario.regimen else None,
         overrides=scenario.user,
         changes=[],
-        dose_times_d=[t / 24 for t in doses],
+        dose_times_d=C.DoseTimes(t / 24 for t in doses),
         motile_detection_limit_M_per_mL=limit,
+        **semen.limit_attrs(limits),
         model_hash=model_hash,
         solver=solver,
         **attrs,

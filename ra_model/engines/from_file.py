@@ -7,13 +7,15 @@ from pathlib import Path
 from ra_model.engines.engine import Engine, SolverOptions
 from ra_model.errors import ModelBuildError
 from ra_model.model import columns as C
+from ra_model.model import semen
 from ra_model.model.validate import read_sbml
 
 
 def engine_from_file(path: Path, *, options: SolverOptions | None = None) -> Engine:
     """Compile an SBML file (for example the export, edited in COPASI) into an engine for ``simulate``.
 
-    The file must keep the ids the package relies on (the observables and the dose-event parameters).
+    The file must keep the ids the package relies on (the observables, the dose-event parameters and the
+    readout limits).
 
     Args:
         path: The SBML file.
@@ -36,6 +38,7 @@ def engine_from_file(path: Path, *, options: SolverOptions | None = None) -> Eng
         "t_next_dose",
         "nmol_per_mg_iso",
         "motile_detection_limit",
+        *semen.LIMIT_PARAMETERS,
     ]
     known = set(engine.parameter_ids) | set(engine.species_ids)
     missing = [n for n in needed if n not in known]

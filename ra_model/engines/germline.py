@@ -705,9 +705,14 @@ def _integrate(
     ``g`` (gate rows, n) and ``work`` (4 + 2 block states, n) are work arrays.
     """
     _run_program(gate_ops, 0, n_input_ops, kv, u, z, g, work[0], work[1])
-    if upstream.shape[0] > 0:  # the head recorded by the core
+    if upstream.shape[0] > 0:  # the head recorded by the core; a row of NaN is a head state it does not carry
         for k in range(n_head):
-            z[k, :] = upstream[k, :]
+            if np.isnan(upstream[k, 0]):
+                _march(
+                    times, u, kv, z, g, work, k, k + 1, lay, pt, qt, gate_mean, substep_h, fast, fast_gates, b_lo, b_hi
+                )
+            else:
+                z[k, :] = upstream[k, :]
     else:
         _march(times, u, kv, z, g, work, 0, n_head, lay, pt, qt, gate_mean, substep_h, fast, fast_gates, b_lo, b_hi)
     _run_program(gate_ops, n_input_ops, gate_ops.shape[0], kv, u, z, g, work[0], work[1])
@@ -1084,7 +1089,8 @@ class GermlineKernel:
             params: Parameter vector (:meth:`parameter_vector`).
             x0: States at ``times[0]``.
             upstream: The head states recorded by a core that carries them (n, n_head), used
-                instead of integrating them here; or an empty (0, n_head) array.
+                instead of integrating them here (a column of NaN: a head state the core does not
+                carry, integrated here from the inputs); or an empty (0, n_head) array.
             gate_mean: Each fast input's exact mean over each grid step (n_fast, n - 1), from the
                 integrals the core carries (NaN where unknown); (n - 1,) with one fast input; or an
                 empty array. Each interpolant inside a step is corrected to have this mean.

@@ -16,6 +16,7 @@ import pandas as pd
 from ra_model.engines.engine import DosePlan, Engine
 from ra_model.errors import InvalidValueError, SimulationFailedError, UnknownNameError
 from ra_model.model import columns as C
+from ra_model.model import semen
 from ra_model.model.bounds import check_run_size, format_bytes, output_bytes
 from ra_model.model.classes import check_n_classes
 from ra_model.model.domain import check_combination, check_value, check_values
@@ -221,7 +222,8 @@ def simulate(
     Returns:
         One row per output time; columns from ``ra_model.model.columns``. ``df.attrs`` holds
         ``units``, ``phenotype``, ``regimen``, ``overrides``, ``changes``, ``dose_times_d``,
-        ``motile_detection_limit_M_per_mL``, ``model_hash`` and ``solver``.
+        ``motile_detection_limit_M_per_mL``, the semen category limits (``pellet_detection_limit_M_per_mL``,
+        ``fresh_detection_limit_M_per_mL``, ``oligozoospermia_limit_M_per_mL``), ``model_hash`` and ``solver``.
 
     Raises:
         UnknownNameError: Unknown phenotype or parameter (with close matches).
@@ -239,7 +241,7 @@ def simulate(
     observables = [o.model_id for o in C.OBSERVABLES]
     species = list(engine.species_ids) if include_species else []
     selections = ["doses_given", *observables, *species]
-    n_columns = len(selections) + 2  # time, and the motile-sperm flag
+    n_columns = len(selections) + 3  # time, the motile-sperm flag and the semen category
     preset, regimen, user = resolve_scenario(
         engine,
         phenotype,
@@ -272,6 +274,7 @@ def simulate(
         check_combination(
             later, fed=bool(regimen.fed) if regimen else False, where=f"after the change at day {t_d:g}", n_classes=n
         )
+    limits = semen.limits_from(engine.defaults | later)  # the values in force at the end, checked before the run
 
     context = run_context(preset.name, regimen, user, changes)
     try:
@@ -304,6 +307,7 @@ def simulate(
         table = _table(np.vstack(blocks), species)
         limit = engine.get("motile_detection_limit")
         table[C.MOTILE_SPERM_PRESENT] = table[C.MOTILE_CONCENTRATION] >= limit
+        table[C.SEMEN_CATEGORY] = semen.semen_category(table[C.EJACULATE_CONCENTRATION], **limits)
     except MemoryError as exc:
         rows = t_end_d / output_step_d + 1 + len(cuts)
         raise SimulationFailedError(
@@ -317,16 +321,18 @@ def simulate(
         regimen=str(regimen) if regimen else None,
         overrides=user,
         changes=[(c.t_d, c.parameter, c.value) for c in changes],
-        dose_times_d=[t / 24 for t in regimen.dose_times_h()] if regimen else [],
+        dose_times_d=C.DoseTimes(t / 24 for t in regimen.dose_times_h()) if regimen else C.DoseTimes(),
         motile_detection_limit_M_per_mL=limit,
+        **semen.limit_attrs(limits),
         model_hash=engine.sbml_hash,
         solver={"rtol": engine.options.rtol, "atol": engine.options.atol},
     )
     return table
 
 
-#: Columns of a ``simulate()`` table without species: time, doses given, the observables, the motile flag.
-TABLE_COLUMNS = 3 + len(C.OBSERVABLES)
+#: Columns of a ``simulate()`` table without species: time, doses given, the observables, the motile flag and
+#: the semen category.
+TABLE_COLUMNS = 4 + len(C.OBSERVABLES)
 
 
 def resolve_scenario(

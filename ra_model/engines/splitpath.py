@@ -30,7 +30,7 @@ the compiled chain's rates are checked against libroadrunner's when an engine is
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -83,6 +83,12 @@ GATE_SUBSTEP_H = 1.0 / 32.0
 SETTLED_RTOL = 1e-7
 #: Length of one washout chunk, hours.
 WASHOUT_CHUNK_H = 240.0
+#: Head states turning over slower than this at the model's defaults (per hour: a half-life above about 5 days)
+#: are integrated by the compiled kernel from the recorded inputs instead of being carried by the split core:
+#: they move little within a dosing interval, and each state fewer in the core makes every CVODE step cheaper
+#: (Sertoli competence, t1/2 30 d: the core about 12% faster). The fast ones (4-oxo-isotretinoin, STRA8, the
+#: open junctions) follow the doses within hours and stay in the core.
+SLOW_HEAD_PER_H = 1.0 / (7 * 24)
 
 
 def __getattr__(name: str) -> Any:
@@ -119,7 +125,23 @@ def chain_observables(table: GermlineTable) -> tuple[str, ...]:
     return tuple(name for name, states in table.observable_states.items() if states & chain)
 
 
-def split_core_sbml(sbml: str) -> str:
+def slow_head_states(full: Engine, table: GermlineTable) -> tuple[str, ...]:
+    """Return the head states that turn over slower than :data:`SLOW_HEAD_PER_H` at the model's defaults.
+
+    A head state's turnover is the sum of its loss reactions' rates over its amount, at the model's
+    initial (healthy steady) state. A state with no amount there counts as fast.
+    """
+    full.fresh()
+    slow = []
+    for name in table.head:
+        amount = full.get(name)
+        losses = {t.reaction for t in table.terms_of(name, "q")}
+        if amount > 0 and losses and sum(full.get(r) for r in losses) / amount < SLOW_HEAD_PER_H:
+            slow.append(name)
+    return tuple(slow)
+
+
+def split_core_sbml(sbml: str, *, kernel_heads: Sequence[str] = ()) -> str:
     """Return the split core: the model without the germ-cell chain, plus each fast input's running integral.
 
     One rate rule per fast input (:func:`gate_integral`): the spermiation gate's with one class,
@@ -127,13 +149,15 @@ def split_core_sbml(sbml: str) -> str:
 
     Args:
         sbml: SBML text of the full model.
+        kernel_heads: Head states left out of the core too (:func:`slow_head_states`): the compiled
+            kernel integrates them from the recorded inputs.
 
     Raises:
         ModelBuildError: If the model's germ line cannot be read, or it has no fast input given by
             an assignment rule.
     """
     table = read_germline(sbml)
-    doc = libsbml.readSBMLFromString(core_sbml(sbml, drop=table.chain))
+    doc = libsbml.readSBMLFromString(core_sbml(sbml, drop=[*table.chain, *kernel_heads]))
     model = doc.getModel()
     for gate in fast_inputs(table):
         if model.getAssignmentRuleByVariable(gate) is None:
@@ -172,7 +196,9 @@ class SplitEngine:
         self.chain_observables = chain_observables(self.kernel.table)
         self.options = options or SolverOptions()
         self.full = Engine(text, options=self.options)
-        self.core = Engine(split_core_sbml(text), options=self.options)
+        #: Slow head states the kernel integrates (not carried by the core).
+        self.kernel_heads = slow_head_states(self.full, self.kernel.table)
+        self.core = Engine(split_core_sbml(text, kernel_heads=self.kernel_heads), options=self.options)
         self.sbml_hash = self.full.sbml_hash
         self.core_observables = [o for o in C.OBSERVABLES if o.model_id not in self.chain_observables]
         check_germline_equations(self.full, self.kernel)
@@ -257,7 +283,9 @@ def simulate_split(
     doses = regimen.dose_times_h() if regimen is not None else ()
     grid = _grid(t_end_h, tuple(out_h.tolist()), doses)
     integrals = [gate_integral(kernel.inputs[k]) for k in kernel.fast]
-    signals = [*kernel.inputs, *kernel.upstream, *integrals, *(o.model_id for o in engine.core_observables)]
+    carried = [k for k, name in enumerate(kernel.upstream) if name not in engine.kernel_heads]
+    heads = [kernel.upstream[k] for k in carried]
+    signals = [*kernel.inputs, *heads, *integrals, *(o.model_id for o in engine.core_observables)]
     signals += list(core.species_ids)
     species_cols = slice(len(signals) - len(core.species_ids), len(signals))
     core.fresh(parameters=scenario.core_parameters, initial_amounts=steady)
@@ -291,9 +319,10 @@ def simulate_split(
             t, row = float(grid[j - 1]), j - 1
 
     pvec = kernel.parameter_vector(scenario.values)
-    n_in, n_up = len(kernel.inputs), len(kernel.upstream)
+    n_in, n_up = len(kernel.inputs), len(heads)
     inputs = np.ascontiguousarray(record[:, :n_in])
-    upstream = np.ascontiguousarray(record[:, n_in : n_in + n_up])
+    upstream = np.full((grid.size, len(kernel.upstream)), np.nan)  # NaN: a head state the kernel integrates
+    upstream[:, carried] = record[:, n_in : n_in + n_up]
     n_fast = len(integrals)
     integral = record[:, n_in + n_up : n_in + n_up + n_fast].T
     steps = np.diff(grid)
@@ -302,7 +331,7 @@ def simulate_split(
     gate_mean[:, max(held_from - 1, 0) :] = np.nan  # held rows carry no integral
     x_start = np.array([scenario.start[s] for s in kernel.species])
     x0 = kernel.steady_state(inputs[0], pvec, x_start)
-    x0[:n_up] = upstream[0]
+    x0[carried] = upstream[0, carried]
     fine = kernel.refine_driven(grid, inputs, upstream, gate_mean, CHAIN_STEP_H)
     states = kernel.integrate_driven(fine[0], fine[1], pvec, x0, fine[2], fine[3], GATE_SUBSTEP_H)
     rows = np.searchsorted(grid, out_h)

@@ -46,6 +46,7 @@ FRACTION = "fraction"
 POSITIVE_FRACTION = "positive_fraction"
 SWITCH = "switch"
 CONSTANT = "constant"
+REAL = "real"
 #: Category of the parameters the regimen sets (refused as overrides, allowed as scheduled changes).
 REGIMEN_CATEGORY = "regimen"
 
@@ -95,6 +96,8 @@ class Domain:
         """Return what is wrong with ``value`` in words (``"is negative"``, ``"is above 1"``, ...)."""
         if self.name == SWITCH:
             return "is neither 0 nor 1"
+        if self.name == REAL:
+            return "is not a finite number"
         if value < 0:
             return "is negative"
         if value == 0 and self.lower_open:
@@ -126,6 +129,14 @@ DOMAINS: Mapping[str, Domain] = {
             "use a value above 0 and at most 1",
         ),
         Domain(SWITCH, 0.0, 1.0, False, "a switch, 0 or 1", "use 0 or 1"),
+        Domain(
+            REAL,
+            -math.inf,
+            math.inf,
+            True,
+            "a finite real number (a position on a log or quantile scale)",
+            "use a finite number",
+        ),
         Domain(CONSTANT, math.nan, math.nan, False, "a fixed constant", "remove it; it cannot be changed"),
     )
 }

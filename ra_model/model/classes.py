@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from statistics import NormalDist
 
 from ra_model.errors import InvalidValueError, ModelBuildError
 
@@ -36,6 +37,8 @@ MAX_CLASSES = 32
 CELL_UNIT = "Mcell"
 #: The class parameter that splits the stem niche, and weighs the classes in ``mean_classes``.
 NICHE_SHARE = "niche_share"
+#: The class parameter placing the class in the man's distribution of local RA synthesis.
+RA_QUANTILE = "ra_z"
 #: Category of the generated class parameters in :func:`class_parameter_table`.
 CLASS_CATEGORY = "focus_class"
 
@@ -75,8 +78,10 @@ class ClassParameter:
     domain: str
     value: float | None
 
-    def default(self, n_classes: int) -> float:
-        """Return the default value of each class in a testis of ``n_classes`` classes."""
+    def default(self, n_classes: int, k: int = 1) -> float:
+        """Return the default value of class ``k`` (1-based) in a testis of ``n_classes`` classes."""
+        if self.name == RA_QUANTILE:
+            return class_quantile(k, n_classes)
         return 1.0 / n_classes if self.value is None else self.value
 
 
@@ -95,15 +100,32 @@ CLASS_PARAMETERS: tuple[ClassParameter, ...] = (
     ClassParameter(
         "ra_local",
         "dimensionless",
-        "Local RA handling of the class: multiplier on the odds of RAR occupancy its germ cells see "
-        "(occupancy m*occ / (1 - occ + m*occ)); 1 is the testis as a whole.",
-        "assumed; 1 by default (no measured spread of RA between foci)",
+        "Local RA synthesis of the class: multiplier on the synthesised share of the testis atRA its germ "
+        "cells see (the supplied share, from 13-cis-RA and plasma atRA, is the same in every class); 1 is the "
+        "testis as a whole.",
+        "assumed; 1 by default (no measured spread of RA between foci; the spread is local_ra_sd)",
         0.1,
         10.0,
         "nonneg",
         1.0,
     ),
+    ClassParameter(
+        RA_QUANTILE,
+        "dimensionless",
+        "Position of the class in the man's distribution of local RA synthesis, as a standard-normal "
+        "quantile: the class's synthesis is ra_local * exp(local_ra_sd * ra_z).",
+        "derived: the midpoint quantile of class k of n, Phi^-1((k - 1/2) / n) (quantile classes)",
+        -4.0,
+        4.0,
+        "real",
+        None,
+    ),
 )
+
+
+def class_quantile(k: int, n_classes: int) -> float:
+    """Return the standard-normal midpoint quantile of class ``k`` of ``n_classes``: Phi^-1((k - 1/2) / n)."""
+    return NormalDist().inv_cdf((k - 0.5) / n_classes)
 
 
 def class_prefix(k: int) -> str:
@@ -319,7 +341,7 @@ def expand_classes(text: str, n_classes: int) -> str:
     names = set(template.ids)
     class_only = set(template.class_only)
     cells = set(template.cell_species)
-    defaults = {spec.name: spec.default(n) for spec in CLASS_PARAMETERS}
+    defaults = {spec.name: spec.default(n) for spec in CLASS_PARAMETERS if spec.name != RA_QUANTILE}
 
     def aggregate(match: re.Match[str]) -> str:
         kind, name = match[1], match[2]
@@ -369,7 +391,7 @@ def expand_classes(text: str, n_classes: int) -> str:
                 for spec in CLASS_PARAMETERS:
                     pid = class_prefix(k) + spec.name
                     out.append(
-                        f"{indent}{pid} = {defaults[spec.name]!r}; {pid} has {spec.unit}  "
+                        f"{indent}{pid} = {spec.default(n, k)!r}; {pid} has {spec.unit}  "
                         f"// {spec.description.rstrip('.')}; {spec.source}"
                     )
             first = False

@@ -38,6 +38,30 @@ EJACULATE_CONCENTRATION = "ejaculate_concentration_M_per_mL"
 MOTILE_CONCENTRATION = "motile_concentration_M_per_mL"
 #: True where motile sperm are at or above the detection limit (model parameter motile_detection_limit).
 MOTILE_SPERM_PRESENT = "motile_sperm_present"
+#: Semen category of the ejaculate concentration (text): azoospermia, cryptozoospermia, oligozoospermia or normal,
+#: cut at the model parameters pellet_detection_limit, fresh_detection_limit and oligozoospermia_limit
+#: (``ra_model.model.semen``).
+SEMEN_CATEGORY = "semen_category"
+#: Share of tubule regions holding mature sperm (germ-cell tubules times the chance a sample of one shows any).
+TUBULES_WITH_SPERM = "tubules_with_sperm"
+#: Probability that a conventional TESE (``tese_samples`` random biopsies) finds sperm.
+RETRIEVAL_CONVENTIONAL_TESE = "retrieval_conventional_TESE"
+#: Probability that a micro-TESE (``micro_tese_samples`` regions picked by their look) finds sperm.
+RETRIEVAL_MICRO_TESE = "retrieval_micro_TESE"
+
+
+class DoseTimes(tuple[float, ...]):
+    """Dose times in days, for ``attrs["dose_times_d"]``: an immutable tuple that deep-copies to itself.
+
+    pandas deep-copies a table's ``attrs`` on every column read; a year of twice-daily doses is 360
+    numbers, whose copy was most of the cost of reading a column.
+    """
+
+    __slots__ = ()
+
+    def __deepcopy__(self, memo: dict[int, object]) -> DoseTimes:
+        """Return the tuple itself: it is immutable and holds only floats."""
+        return self
 
 
 @dataclass(frozen=True)
@@ -66,6 +90,11 @@ OBSERVABLES: tuple[Observable, ...] = (
     Observable("daily_sperm_production", DAILY_SPERM_PRODUCTION, "million/day", "daily sperm production"),
     Observable("ejaculate_concentration", EJACULATE_CONCENTRATION, "million/mL", "ejaculate sperm concentration"),
     Observable("motile_concentration", MOTILE_CONCENTRATION, "million/mL", "motile sperm concentration"),
+    Observable("tubules_with_sperm", TUBULES_WITH_SPERM, "fraction", "tubule regions holding mature sperm"),
+    Observable(
+        "retrieval_conventional_TESE", RETRIEVAL_CONVENTIONAL_TESE, "fraction", "chance a conventional TESE finds sperm"
+    ),
+    Observable("retrieval_micro_TESE", RETRIEVAL_MICRO_TESE, "fraction", "chance a micro-TESE finds sperm"),
 )
 
 #: Unit of every column, for ``DataFrame.attrs["units"]``.
@@ -73,6 +102,7 @@ UNITS: dict[str, str] = {
     TIME_D: "day",
     DOSES_GIVEN: "count",
     MOTILE_SPERM_PRESENT: "bool",
+    SEMEN_CATEGORY: "category",
     **{o.column: o.unit for o in OBSERVABLES},
 }
 

@@ -220,7 +220,7 @@ def class_parameter_table(n_classes: int) -> dict[str, ParameterInfo]:
             pid = class_id(spec.name, k, n)
             rows[pid] = ParameterInfo(
                 id=pid,
-                value=spec.default(n),
+                value=spec.default(n, k),
                 unit=spec.unit,
                 category=CLASS_CATEGORY,
                 description=f"Focus class F{k}: {spec.description}",

@@ -1,4 +1,4 @@
-"""Figures: the standard time-course panel, drawn from a results table (never runs the model)."""
+"""Figures: the standard time-course panel and the foci figure, drawn from results tables (never runs the model)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from ra_model.errors import InvalidValueError  # noqa: E402
 from ra_model.model import columns as C  # noqa: E402
 
 #: The panels of the standard figure (defined with the column names).
 STANDARD_PANELS = C.STANDARD_PANELS
+#: Title of the foci figure.
+FOCI_TITLE = "Foci: tubules holding sperm, and the chance surgery finds sperm"
+#: The foci figure's lines: column -> (legend text, line style). Each table keeps one colour.
+FOCI_LINES: dict[str, tuple[str, str]] = {
+    C.TUBULES_WITH_SPERM: ("tubules holding sperm", "-"),
+    C.RETRIEVAL_CONVENTIONAL_TESE: ("conventional TESE finds sperm", "--"),
+    C.RETRIEVAL_MICRO_TESE: ("micro-TESE finds sperm", ":"),
+}
 
 
 def plot_timecourse(tables: pd.DataFrame | Sequence[pd.DataFrame], *, labels: Sequence[str] | None = None) -> Figure:
@@ -55,6 +64,63 @@ def plot_timecourse(tables: pd.DataFrame | Sequence[pd.DataFrame], *, labels: Se
     for ax in axes[1]:
         ax.set_xlabel("time (days)")
     axes.flat[0].legend(fontsize=8, loc="upper right")
+    return fig
+
+
+def plot_foci(
+    tables: pd.DataFrame | Sequence[pd.DataFrame],
+    *,
+    labels: Sequence[str] | None = None,
+    title: str = FOCI_TITLE,
+) -> Figure:
+    """Draw the foci over time: tubule regions holding sperm and the chance surgery finds sperm.
+
+    One axis from 0 to 1 with three lines per table: ``tubules_with_sperm`` (solid), the chance that
+    a conventional TESE finds sperm (dashed) and that a micro-TESE does (dotted); each table has one
+    colour, in the order :func:`plot_timecourse` uses. The dosing period is shaded. The figure is a
+    :class:`matplotlib.figure.Figure` made without pyplot, so drawing it touches no global state.
+
+    Args:
+        tables: One results table from ``simulate``, or several to overlay.
+        labels: Legend labels, one per table; defaults to phenotype and regimen.
+        title: Figure title.
+
+    Returns:
+        The figure (the caller saves it, e.g. ``plot_foci(table).savefig("foci.png")``).
+
+    Raises:
+        InvalidValueError: If no table is given, the labels do not match the tables, or a table lacks
+            ``time_d`` or one of the foci columns.
+    """
+    frames = [tables] if isinstance(tables, pd.DataFrame) else list(tables)
+    if not frames:
+        raise InvalidValueError("plot_foci got no results table; pass one or more tables returned by simulate")
+    names = list(labels) if labels is not None else [_label(t) for t in frames]
+    if len(names) != len(frames):
+        raise InvalidValueError(f"plot_foci got {len(names)} labels for {len(frames)} tables; give one label per table")
+    wanted = (C.TIME_D, *FOCI_LINES)
+    for i, frame in enumerate(frames):
+        missing = [c for c in wanted if c not in frame.columns]
+        if missing:
+            raise InvalidValueError(
+                f"results table {i} has no column {missing[0]!r}; pass tables from simulate() of a model with "
+                "the foci readouts (tubules_with_sperm, retrieval_conventional_TESE, retrieval_micro_TESE)"
+            )
+    fig = Figure(figsize=(10, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    colours = [f"C{i % 10}" for i in range(len(frames))]
+    for frame, name, colour in zip(frames, names, colours, strict=True):
+        for column, (what, style) in FOCI_LINES.items():
+            ax.plot(frame[C.TIME_D], frame[column], color=colour, ls=style, lw=1.8, label=f"{name}: {what}")
+    doses = sorted({d for frame in frames for d in frame.attrs.get("dose_times_d", [])})
+    if doses:
+        ax.axvspan(min(doses), max(doses), color="orange", alpha=0.12, lw=0, label="treatment")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("time (days)")
+    ax.set_ylabel("share of tubules / probability (0-1)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
 

@@ -21,6 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,18 @@ class PopulationFit:
     report: pd.DataFrame
     trace: pd.DataFrame
     n_per_histology: int
+
+
+class FittedSpreads(Protocol):
+    """What :func:`write_back` reads from a fit (this module's or the prevalence fit's)."""
+
+    @property
+    def fitted(self) -> dict[str, float]:
+        """Fitted log_sd per parameter."""
+
+    @property
+    def n_per_histology(self) -> int:
+        """Men simulated per histology at each evaluation."""
 
 
 def read_population_targets(path: Path | None = None) -> pd.DataFrame:
@@ -193,11 +206,19 @@ def _with_note(match: re.Match[str], *, note: str) -> str:
     return f"{match.group(1)}{match.group(2)}{note}{match.group(3)}"
 
 
-def write_back(fit: PopulationFit, path: Path | None = None) -> list[str]:
+def write_back(
+    fit: FittedSpreads, path: Path | None = None, *, note: str | None = None, by: str = "calibrate_population"
+) -> list[str]:
     """Write fitted log_sd values into the variability file, with a note in each entry's source.
 
     Only the ``log_sd`` and ``source`` lines of the fitted entries are rewritten; the file is read
     immediately before writing.
+
+    Args:
+        fit: The fit (its ``fitted`` values and ``n_per_histology``).
+        path: The variability file; defaults to the shipped one.
+        note: What the values were fitted to, for the source note; defaults to the trial response rates.
+        by: The fitting command named in the note.
 
     Returns:
         One line per change, ``parameter: old -> new``.
@@ -217,13 +238,11 @@ def write_back(fit: PopulationFit, path: Path | None = None) -> list[str]:
         if old is None:
             raise InvalidValueError(f"{path}: [variability.{name}] has no log_sd line (a cv entry cannot be fitted)")
         block = block[: old.start()] + f"log_sd = {value:.4g}" + block[old.end() :]
-        note = (
-            f"; fitted {date} by calibrate_population to the trial response rates "
-            f"({fit.n_per_histology} men per histology, coarse grid)"
-        )
+        what = note or f"the trial response rates ({fit.n_per_histology} men per histology, coarse grid)"
+        entry_note = f"; fitted {date} by {by} to {what}"
         block = re.sub(
-            r'^(source\s*=\s*")(.*?)(?:; fitted \d{4}-\d\d-\d\d by calibrate_population[^"]*)?(")',
-            functools.partial(_with_note, note=note),
+            r'^(source\s*=\s*")(.*?)(?:; fitted \d{4}-\d\d-\d\d by [a-z_ -]+? to [^"]*)?(")',
+            functools.partial(_with_note, note=entry_note),
             block,
             count=1,
             flags=re.MULTILINE,

@@ -3,8 +3,11 @@
 A simulation is reduced to semen analyses at the visit days (:func:`semen_analyses`, a picklable
 metric for :func:`ra_model.studies.sweep.run_sweep`). The responder rule is applied afterwards to those
 visit values (:func:`classify`), so one set of simulations can be read with different treatment
-windows. Cohort summaries give response rates with binomial confidence intervals, cumulative
-time-to-response curves and the distribution of peak concentrations.
+windows. Each visit's sperm concentration falls in a semen category (azoospermia, cryptozoospermia,
+oligozoospermia, normal: :mod:`ra_model.model.semen`); the trial enrols men with no sperm in a fresh
+count (azoospermic or cryptozoospermic) and counts a response when motile sperm are present and the
+category is better than at baseline. Cohort summaries give response rates with binomial confidence
+intervals, cumulative time-to-response curves and the distribution of peak concentrations.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy import stats
 
 from ra_model.errors import InvalidValueError
 from ra_model.model import columns as C
+from ra_model.model import semen
 
 #: Metric name under which :func:`semen_analyses` is registered in a sweep.
 METRIC = "semen"
@@ -29,13 +34,21 @@ CONCENTRATION_PREFIX = f"{METRIC}.conc_d"
 PEAK_CONTINUOUS = f"{METRIC}.peak_concentration_M_per_mL"
 #: Motile detection limit of the model for this run, million/mL.
 DETECTION_LIMIT = f"{METRIC}.detection_limit_M_per_mL"
+#: Semen category cut-offs of the model for this run, million/mL, lowest first (pellet, fresh count, WHO
+#: limit): ``semen.pellet_detection_limit_M_per_mL`` and so on (:data:`ra_model.model.semen.LIMIT_ATTRS`).
+CATEGORY_LIMITS: tuple[str, ...] = tuple(f"{METRIC}.{semen.LIMIT_ATTRS[p]}" for p in semen.LIMIT_PARAMETERS)
 
 #: Columns added by :func:`classify`.
-ELIGIBLE = "eligible"  #: no motile sperm at or above the threshold at the baseline visit (day 0)
-RESPONDER = "responder"  #: motile sperm at or above the threshold on `consecutive` consecutive visits
+BASELINE_CATEGORY = "baseline_semen_category"  #: semen category at the baseline visit (day 0); None if failed
+ELIGIBLE = "eligible"  #: screened in: azoospermic or cryptozoospermic at baseline (everyone without ``screen``)
+#: motile sperm at or above the threshold, in a better semen category than at baseline, on `consecutive`
+#: consecutive visits
+RESPONDER = "responder"
 TIME_TO_RESPONSE_D = "time_to_response_d"  #: day of the first visit of the first qualifying run (NaN if none)
 PEAK_AT_VISITS = "peak_concentration_at_visits_M_per_mL"  #: highest concentration seen at a visit in the window
 AZOOSPERMIC_AT_END = "azoospermic_at_last_visit"  #: no sperm at or above the threshold at the last visit
+#: The label of a cryptozoospermic baseline in ``baseline_semen_category``.
+CRYPTOZOOSPERMIC = semen.CATEGORIES[semen.CRYPTOZOOSPERMIA]
 
 
 def visit_key(day: float) -> str:
@@ -52,7 +65,9 @@ def semen_analyses(table: pd.DataFrame, *, visit_days: Sequence[float]) -> dict[
 
     Returns:
         ``motile_d<day>`` and ``conc_d<day>`` (million/mL) per visit, the continuous peak
-        concentration and the detection limit.
+        concentration, the motile detection limit and the semen category limits (``pellet_detection_limit_M_per_mL``,
+        ``fresh_detection_limit_M_per_mL``, ``oligozoospermia_limit_M_per_mL``; NaN if the table's
+        ``attrs`` lack them).
 
     Raises:
         InvalidValueError: A visit outside the simulated time.
@@ -70,6 +85,8 @@ def semen_analyses(table: pd.DataFrame, *, visit_days: Sequence[float]) -> dict[
         out[f"conc_d{visit_key(day)}"] = float(np.interp(day, t, conc))
     out["peak_concentration_M_per_mL"] = float(conc.max())
     out["detection_limit_M_per_mL"] = float(table.attrs.get("motile_detection_limit_M_per_mL", math.nan))
+    for key in semen.LIMIT_ATTRS.values():
+        out[key] = float(table.attrs.get(key, math.nan))
     return out
 
 
@@ -107,7 +124,9 @@ class ResponseRule:
         consecutive: Positive visits in a row that make a responder.
         threshold_M_per_mL: Motile sperm concentration that counts as present; None = the model's
             detection limit (a centrifuged pellet).
-        screen: Enrol only men without motile sperm at baseline (NOA / cryptozoospermia by pellet).
+        screen: Enrol only men with no sperm in a fresh count at baseline: azoospermia (none in the
+            centrifuged pellet either, NOA) or cryptozoospermia (sperm only in the pellet), as Jessup 2025's
+            26 NOA and 4 cryptozoospermic men. Without it every man who simulated is enrolled.
     """
 
     consecutive: int = 2
@@ -131,23 +150,75 @@ def visit_days_in(results: pd.DataFrame) -> list[float]:
     return sorted(float(c[len(MOTILE_PREFIX) :]) for c in results.columns if c.startswith(MOTILE_PREFIX))
 
 
+def visit_categories(results: pd.DataFrame, days: Sequence[float], *, ok: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Return each man's semen category code at each visit, from his concentration and the recorded limits.
+
+    Args:
+        results: Rows with ``semen.conc_d<day>`` columns and the limits in :data:`CATEGORY_LIMITS` (from
+            :func:`semen_analyses`).
+        days: Visit days, in the order of the returned columns.
+        ok: Which rows simulated (the others get -1).
+
+    Returns:
+        Codes of :func:`ra_model.model.semen.semen_category_codes` (0 azoospermia ... 3 normal), one row per
+        man, one column per visit; -1 for rows that failed (or have no concentration).
+
+    Raises:
+        InvalidValueError: The results lack the limits (results of an older version of the package), or a
+            simulated row has none.
+    """
+    missing = [c for c in CATEGORY_LIMITS if c not in results.columns]
+    if missing:
+        raise InvalidValueError(
+            f"results have no {missing[0]!r} column, needed for the semen category; they predate it: run the "
+            "simulations again (ra-model run ... --fresh sets old results aside)"
+        )
+    good = np.asarray(ok, dtype=bool)
+    conc = np.column_stack([results[f"{CONCENTRATION_PREFIX}{visit_key(d)}"].to_numpy(dtype=float) for d in days])
+    limits = {
+        k: results[c].to_numpy(dtype=float)[good].reshape(-1, 1)
+        for k, c in zip(semen.LIMIT_KEYWORDS, CATEGORY_LIMITS, strict=True)
+    }
+    for column, values in zip(CATEGORY_LIMITS, limits.values(), strict=True):
+        if np.isnan(values).any():
+            raise InvalidValueError(
+                f"results column {column!r} is empty for a simulated man; the results mix runs of different "
+                "versions: run the simulations again (ra-model run ... --fresh sets old results aside)"
+            )
+    codes = np.full(conc.shape, -1, dtype=np.int64)
+    codes[good] = semen.semen_category_codes(conc[good], **limits)
+    return codes
+
+
 def classify(
     results: pd.DataFrame,
     rule: ResponseRule,
     *,
     window_d: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
-    """Apply the responder rule to each man's visits.
+    """Apply the screening and responder rules to each man's visits.
+
+    Every visit's sperm concentration is put in a semen category (:func:`visit_categories`). With
+    ``rule.screen`` a man is eligible when his baseline (day-0) category is azoospermia or
+    cryptozoospermia, i.e. no sperm in a fresh count. A visit counts as positive when motile sperm are at
+    or above the threshold and the category is better than at baseline: for an azoospermic man any
+    sperm in the pellet, for a cryptozoospermic man sperm in a fresh count (oligozoospermia or better).
+    A responder has ``rule.consecutive`` positive visits in a row.
 
     Args:
-        results: Rows with ``semen.motile_d<day>`` columns (from a sweep with :func:`semen_analyses`).
+        results: Rows with ``semen.motile_d<day>`` and ``semen.conc_d<day>`` columns, the motile detection
+            limit and the semen category limits (from a sweep with :func:`semen_analyses`).
         rule: The trial's rule.
         window_d: Only visits with first <= day <= last count for response (baseline is day 0 always).
 
     Returns:
-        A copy with ``eligible``, ``responder``, ``time_to_response_d``,
+        A copy with ``baseline_semen_category``, ``eligible``, ``responder``, ``time_to_response_d``,
         ``peak_concentration_at_visits_M_per_mL`` and ``azoospermic_at_last_visit`` added
-        (NaN/False for failed rows).
+        (None/NaN/False for failed rows).
+
+    Raises:
+        InvalidValueError: No baseline visit, no follow-up visit in the window, or results without the
+            semen category limits.
     """
     days = visit_days_in(results)
     if 0.0 not in days:
@@ -157,24 +228,30 @@ def classify(
         raise InvalidValueError(f"no visits after baseline inside the window {window_d}; add visit days")
     out = results.copy()
     limit = out[DETECTION_LIMIT].astype(float) if rule.threshold_M_per_mL is None else rule.threshold_M_per_mL
-    baseline = out[f"{MOTILE_PREFIX}{visit_key(0.0)}"].astype(float)
-    ok = out["status"] == "ok" if "status" in out else pd.Series(True, index=out.index)
-    eligible = ok & (~(baseline >= limit) if rule.screen else True)
+    ok = (out["status"] == "ok" if "status" in out else pd.Series(True, index=out.index)).to_numpy(dtype=bool)
+    categories = visit_categories(out, [0.0, *follow], ok=ok)
+    baseline, later = categories[:, 0], categories[:, 1:]
+    no_fresh_sperm = (baseline >= semen.AZOOSPERMIA) & (baseline <= semen.CRYPTOZOOSPERMIA)
+    eligible = ok & no_fresh_sperm if rule.screen else ok
     motile = np.column_stack([out[f"{MOTILE_PREFIX}{visit_key(d)}"].astype(float) for d in follow])
     conc = np.column_stack([out[f"{CONCENTRATION_PREFIX}{visit_key(d)}"].astype(float) for d in follow])
     lim = np.broadcast_to(np.asarray(limit, dtype=float).reshape(-1, 1) if np.ndim(limit) else limit, motile.shape)
     present = motile >= lim
+    positive = present & (later > baseline.reshape(-1, 1))
     responder = []
     when = []
-    for row in present:
+    for row in positive:
         i = first_response(list(row), consecutive=rule.consecutive)
         responder.append(i is not None)
         when.append(follow[i] if i is not None else math.nan)
-    out[ELIGIBLE] = eligible.to_numpy(dtype=bool)
-    out[RESPONDER] = np.asarray(responder) & out[ELIGIBLE].to_numpy()
+    out[BASELINE_CATEGORY] = semen.category_labels(baseline)
+    out[ELIGIBLE] = eligible
+    out[RESPONDER] = np.asarray(responder, dtype=bool) & eligible
     out[TIME_TO_RESPONSE_D] = np.where(out[RESPONDER], when, np.nan)
-    out[PEAK_AT_VISITS] = np.where(ok, np.nanmax(conc, axis=1), np.nan)
-    out[AZOOSPERMIC_AT_END] = ok.to_numpy() & ~present[:, -1]
+    peak = np.full(len(out), np.nan)
+    peak[ok] = np.nanmax(conc[ok], axis=1)  # failed rows have no visits (an all-NaN row would warn)
+    out[PEAK_AT_VISITS] = peak
+    out[AZOOSPERMIC_AT_END] = ok & ~present[:, -1]
     return out
 
 
@@ -216,8 +293,9 @@ def response_summary(
         label: Name of the overall group.
 
     Returns:
-        Columns ``group``, ``n`` (eligible men), ``responders``, ``rate``, ``ci_low``, ``ci_high``,
-        ``median_time_to_response_d``, ``screened``, ``failed``.
+        Columns ``group``, ``n`` (eligible men), ``eligible_cryptozoospermic`` (of them, those
+        cryptozoospermic at baseline; the others are azoospermic when the rule screens), ``responders``,
+        ``rate``, ``ci_low``, ``ci_high``, ``median_time_to_response_d``, ``screened``, ``failed``.
     """
     groups: list[tuple[str, pd.DataFrame]] = [(label, classified)]
     if by is not None:
@@ -233,6 +311,7 @@ def response_summary(
             {
                 "group": name,
                 "n": n,
+                "eligible_cryptozoospermic": int((enrolled[BASELINE_CATEGORY] == CRYPTOZOOSPERMIC).sum()),
                 "responders": k,
                 "rate": k / n if n else math.nan,
                 "ci_low": low,

@@ -36,8 +36,9 @@ MORRIS_LEVELS = 4
 #: Most samples in one design: 10 million. Every sample is one simulation (about half a second each on
 #: one core for a year of the full model), so this is already months of computing; 1e10 is a mistake.
 MAX_DESIGN_SAMPLES = 10_000_000
-#: Columns of a ``simulate()`` table (time, doses, the observables, the motile flag), for size messages.
-_RUN_COLUMNS = 3 + len(C.OBSERVABLES)
+#: Columns of a ``simulate()`` table (time, doses, the observables, the motile flag, the semen category), for
+#: size messages.
+_RUN_COLUMNS = 4 + len(C.OBSERVABLES)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -37,7 +37,10 @@ PATIENT_INDEX = "meta_patient_index"
 #: Samples-table column: the man's body weight, kg (used by mg/kg/day regimens).
 BODY_WEIGHT_KG = "meta_body_weight_kg"
 
-_ENTRY_KEYS = {"cv", "log_sd", "source", "uncertain", "fit_lower", "fit_upper"}
+_ENTRY_KEYS = {"cv", "log_sd", "scale", "by_phenotype", "source", "uncertain", "fit_lower", "fit_upper"}
+#: Scales a [variability] entry may spread on: a log-normal multiplier, or a logit-normal fraction.
+LOG = "log"
+LOGIT = "logit"
 _FACTOR_KEYS = {"parameters", "log_sd", "source"}
 _TOP_KEYS = {"truncate_sd", "body_weight_kg", "variability", "factor"}
 _WEIGHT_KEYS = {"median", "cv", "source"}
@@ -45,11 +48,18 @@ _WEIGHT_KEYS = {"median", "cv", "source"}
 
 @dataclass(frozen=True, kw_only=True)
 class Variability:
-    """Between-person spread of one parameter: a log-normal multiplier with median 1.
+    """Between-person spread of one parameter around the value the man's phenotype gives it (the median).
+
+    On the ``log`` scale the value is multiplied by ``exp(log_sd * z)``; on the ``logit`` scale (for a
+    fraction, such as the share of tubules holding germ cells) ``log_sd * z`` is added to its logit, so
+    every draw stays inside (0, 1); a phenotype value of exactly 0 or 1 then does not vary.
 
     Attributes:
         parameter: Model parameter id.
-        log_sd: Standard deviation of the natural log of the multiplier.
+        log_sd: Standard deviation of the natural log of the multiplier (of the logit on the logit scale).
+        scale: ``log`` or ``logit``.
+        by_phenotype: A different spread for men drawn around some phenotypes (a histology is a
+            narrower group than the general population drawn around ``healthy``); others use ``log_sd``.
         source: Citation, or ``assumed``.
         uncertain: May be refitted by the population calibration.
         fit_lower: Lowest log_sd the calibration may try.
@@ -59,9 +69,29 @@ class Variability:
     parameter: str
     log_sd: float
     source: str
+    scale: str = LOG
+    by_phenotype: Mapping[str, float] = field(default_factory=dict)
     uncertain: bool = False
     fit_lower: float = 0.0
     fit_upper: float = 0.0
+
+    def sd_for(self, phenotype: str) -> float:
+        """Return the spread for men drawn around ``phenotype``."""
+        return float(self.by_phenotype.get(phenotype, self.log_sd))
+
+    def apply(self, value: float, z: float, *, phenotype: str = "") -> float:
+        """Return the man's value: the phenotype's ``value`` moved ``z`` standard deviations on this scale."""
+        sd = self.sd_for(phenotype)
+        if self.scale == LOG:
+            return value * math.exp(sd * z)
+        if not 0.0 <= value <= 1.0:
+            raise InvalidValueError(
+                f"variability of {self.parameter!r} is on the logit scale, but the phenotype gives it {value!r}; "
+                "use a value in [0, 1] or scale = 'log'"
+            )
+        if value in (0.0, 1.0):
+            return value
+        return 1.0 / (1.0 + math.exp(-(math.log(value / (1.0 - value)) + sd * z)))
 
     def __post_init__(self) -> None:
         """Check the spread is a finite non-negative number and the entry has a source."""
@@ -69,6 +99,15 @@ class Variability:
             raise InvalidValueError(f"variability of {self.parameter!r}: log_sd = {self.log_sd!r} is not a number")
         if self.log_sd < 0:
             raise InvalidValueError(f"variability of {self.parameter!r}: log_sd = {self.log_sd!r} must be >= 0")
+        for name, sd in self.by_phenotype.items():
+            if isinstance(sd, bool) or not isinstance(sd, int | float) or not math.isfinite(sd) or sd < 0:
+                raise InvalidValueError(
+                    f"variability of {self.parameter!r}: by_phenotype.{name} = {sd!r}; use a number >= 0"
+                )
+        if self.scale not in (LOG, LOGIT):
+            raise InvalidValueError(
+                f"variability of {self.parameter!r}: scale = {self.scale!r}; use {LOG!r} or {LOGIT!r}"
+            )
         if not self.source.strip():
             raise InvalidValueError(f"variability of {self.parameter!r} has no source; cite one or write 'assumed'")
         if self.uncertain and not 0 <= self.fit_lower <= self.fit_upper:
@@ -168,6 +207,8 @@ class Population:
                 parameter=name,
                 log_sd=float(value),
                 source=old.source,
+                scale=old.scale,
+                by_phenotype=old.by_phenotype,
                 uncertain=old.uncertain,
                 fit_lower=old.fit_lower,
                 fit_upper=old.fit_upper,
@@ -218,12 +259,21 @@ def load_population(path: Path | None = None) -> Population:
                 parameter=name,
                 log_sd=log_sd,
                 source=str(body.get("source", "")),
+                scale=str(body.get("scale", LOG)),
+                by_phenotype=dict(body.get("by_phenotype", {})),
                 uncertain=bool(body.get("uncertain", False)),
                 fit_lower=float(body.get("fit_lower", 0.0)),
                 fit_upper=float(body.get("fit_upper", 0.0)),
             )
         except InvalidValueError as exc:
             raise InvalidValueError(f"{path}: {exc}") from exc
+    known = load_phenotypes()
+    for entry in entries.values():
+        for name in entry.by_phenotype:
+            if name not in known:
+                raise UnknownNameError(
+                    "phenotype", name, known, where=f"{path}: [variability.{entry.parameter}].by_phenotype"
+                )
     factors: dict[str, SharedFactor] = {}
     for name, body in data.get("factor", {}).items():
         bad = set(body) - _FACTOR_KEYS
@@ -311,7 +361,7 @@ def draw_patients(
         row: dict[str, object] = {"sample_id": f"{histology}-{i:05d}", "phenotype": histology}
         for name, spread in sorted(population.variability.items()):
             z = _truncated_z(_stream(seed, histology, i, name), population.truncate_sd)
-            row[name] = centre[name] * math.exp(spread.log_sd * z)
+            row[name] = spread.apply(centre[name], z, phenotype=histology)
         for _, factor in sorted(population.factors.items()):
             z = _truncated_z(_stream(seed, histology, i, factor.stream), population.truncate_sd)
             scale = math.exp(factor.log_sd * z)

@@ -169,6 +169,7 @@ def global_sensitivity(
     out_dir: Path | None = None,
     fresh: bool = False,
     progress: bool = True,
+    n_classes: int = 1,
 ) -> GlobalSensitivity:
     """Run a Sobol or Morris design through the sweep engine and analyse every metric column.
 
@@ -191,6 +192,7 @@ def global_sensitivity(
         out_dir: Folder for the sweep's chunks (resumable, see ``run_sweep``).
         fresh: Set ``out_dir``'s earlier results aside and start over (see ``run_sweep``).
         progress: Show a progress bar.
+        n_classes: Tubule-focus classes the testis is built from (see ``run_sweep``; 1 = homogeneous).
 
     Raises:
         InvalidValueError: Unknown method, failed samples, or NaN metrics without a fill value.
@@ -211,6 +213,7 @@ def global_sensitivity(
         client=client,
         fast=fast,
         progress=progress,
+        n_classes=n_classes,
     )
     inputs = set(samples.columns)
     metric_columns = [c for c in sweep.columns if c not in inputs and c not in (STATUS, "message")]
@@ -332,6 +335,7 @@ def run_sensitivity_experiment(
     where: str = "sensitivity spec",
     fresh: bool = False,
     plugins: Collection[str] = (),
+    n_classes: int = 1,
 ) -> dict[str, Any]:
     """Run a ``kind = "sensitivity"`` spec: the design, the sweep, the indices and a ranking.
 
@@ -348,6 +352,7 @@ def run_sensitivity_experiment(
         fresh: Set the earlier results in ``out_dir / "chunks"`` aside and start over (see ``run_sweep``).
         plugins: Modules whose ``"module:function"`` metrics may be imported and run (user code runs
             only when its module is named here; see :func:`ra_model.studies.metrics.resolve_metric`).
+        n_classes: Tubule-focus classes the testis is built from (see ``run_sweep``; 1 = homogeneous).
 
     Returns:
         A summary: ``title`` (phenotype and regimen), ``method``, ``n_runs``, ``rank_by``, ``ranking``
@@ -378,6 +383,7 @@ def run_sensitivity_experiment(
         out_dir=out_dir / "chunks" if out_dir is not None else None,
         fresh=fresh,
         progress=progress,
+        n_classes=n_classes,
     )
     rank_by = parsed.rank_by or parsed.metrics[0]
     key = "ST" if parsed.design == "sobol" else "mu_star"
@@ -412,16 +418,20 @@ def run_sensitivity_file(
     reduced: bool = False,
     fresh: bool = False,
     plugins: Collection[str] = (),
+    n_classes: int = 1,
 ) -> pd.DataFrame:
     """Run a sensitivity spec file (the hook ``ra-model run`` calls); return the index table, ranked.
 
     The table gains a ``rank`` column (1 = most influential on ``rank_by``); ``fresh`` starts the
     folder's sweep over (see ``run_sweep``); ``plugins`` as in :func:`run_sensitivity_experiment`.
+    ``n_classes`` is the scenario file's ``classes`` key, read and checked by
+    :func:`ra_model.studies.experiments.load_experiment`; the key is left out of the spec here.
     """
     from ra_model.studies.design import read_spec
 
+    spec = {k: v for k, v in read_spec(path).items() if k != "classes"}  # a scenario-file key, passed as n_classes
     summary = run_sensitivity_experiment(
-        read_spec(path),
+        spec,
         out_dir=out_dir,
         reduced=reduced,
         workers=workers,
@@ -429,6 +439,7 @@ def run_sensitivity_file(
         where=str(path),
         fresh=fresh,
         plugins=plugins,
+        n_classes=n_classes,
     )
     indices: pd.DataFrame = summary["indices"].copy()
     rank = {p: i + 1 for i, p in enumerate(summary["ranking"])}

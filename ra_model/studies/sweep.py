@@ -229,15 +229,11 @@ class _MetricError(Exception):
 def _check_finite(table: pd.DataFrame) -> None:
     """Raise _MetricError if the simulation table holds NaN or inf (a diverged or broken run).
 
-    One conversion of the whole table (about 30 us for a year at daily output), so it costs nothing
-    next to the simulation.
+    One conversion of the numeric columns (about 0.15 ms for a year at daily output, past the text
+    column ``semen_category``), little next to the simulation.
     """
-    try:
-        values = table.to_numpy(dtype=float)
-        columns = list(table.columns)
-    except (TypeError, ValueError):  # a non-numeric column (an edited model's table): check the numbers
-        numeric = table.select_dtypes("number")
-        values, columns = numeric.to_numpy(dtype=float), list(numeric.columns)
+    numeric = table.select_dtypes(["number", "bool"])
+    values, columns = numeric.to_numpy(dtype=float), list(numeric.columns)
     finite = np.isfinite(values)
     if finite.all():
         return

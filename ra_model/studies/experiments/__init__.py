@@ -27,7 +27,9 @@ This face re-exports the public names; the work is done in one module per job:
 
 Cohorts and grids run through :func:`ra_model.studies.sweep.run_sweep` (its worker processes, Parquet
 chunks and resume). Code only interprets these files: a new scenario needs no new Python. Every
-file may carry a ``[reduced]`` table whose keys replace the top-level ones for quick runs (tests).
+file may carry a ``[reduced]`` table whose keys replace the top-level ones for quick runs (tests), and
+a ``classes`` key: the tubule-focus classes of the testis, passed as ``n_classes`` to every simulation.
+A cohort also reads each man's sperm-retrieval chances (:mod:`ra_model.studies.retrieval`).
 """
 
 from __future__ import annotations

@@ -2,12 +2,14 @@
 
 Men are drawn by :mod:`ra_model.studies.population`, read at the trial's semen analyses by
 :mod:`ra_model.studies.clinical`, and their response rates (with confidence intervals) are set beside
-the published ones.
+the published ones. Each man's sperm-retrieval chances (:mod:`ra_model.studies.retrieval`, read inside
+the sweep) are summarised by histology for responders and eligible non-responders.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ra_model.errors import InvalidValueError
-from ra_model.studies import clinical
+from ra_model.studies import clinical, retrieval
 from ra_model.studies.experiments.common import (
     ExperimentResult,
     apply_overrides,
@@ -35,6 +37,8 @@ from ra_model.studies.population import BODY_WEIGHT_KG, HISTOLOGY, PATIENT_INDEX
 log = logging.getLogger(__name__)
 
 _PUBLISHED_KEYS = frozenset({"group", "responders", "n", "source", "cohort"})
+#: Name of a cohort result's retrieval table (written as ``retrieval.csv``).
+RETRIEVAL_TABLE = "retrieval"
 #: Most men a published count may have (its interval is computed in 64-bit integers; no trial is bigger).
 MAX_PUBLISHED_N = 10**9
 #: A histology's first screening round draws this many candidates per place (plus 2), before the
@@ -172,6 +176,11 @@ def _inputs(exp: Experiment) -> dict[str, Any]:
     )
 
 
+def _metrics(exp: Experiment) -> dict[str, Any]:
+    """Return the per-man metrics a cohort's sweep computes beside the semen analyses: the retrieval readouts."""
+    return {retrieval.METRIC: functools.partial(retrieval.retrieval_readouts, visit_days=exp.visit_days)}
+
+
 def enrol(
     exp: Experiment,
     *,
@@ -187,8 +196,8 @@ def enrol(
     first ``allocate(mix, n)`` enrolled men, so smaller cohorts are subsets of larger ones.
 
     Returns:
-        One row per candidate: sweep inputs and visit readouts, the responder classification and
-        one boolean ``enrolled_<cohort>`` column per cohort.
+        One row per candidate: sweep inputs, visit readouts and retrieval readouts (``retrieval.*``),
+        the responder classification and one boolean ``enrolled_<cohort>`` column per cohort.
 
     Raises:
         ExperimentFailedError: Every candidate failed to simulate (the error holds the failures table).
@@ -210,7 +219,14 @@ def enrol(
         samples.attrs["seed"] = exp.seed
         samples.attrs["design"] = f"experiment {exp.id}: histology mix {dict(exp.histology_mix)}"
         raw = sweep_visits(
-            samples, exp, t_end_d=exp.t_end_d, work_dir=work_dir, workers=workers, progress=progress, fresh=fresh
+            samples,
+            exp,
+            t_end_d=exp.t_end_d,
+            work_dir=work_dir,
+            workers=workers,
+            progress=progress,
+            fresh=fresh,
+            metrics=_metrics(exp),
         )
         fresh = False  # later screening rounds add men to this round's results
         require_some_success(exp, raw, inputs)
@@ -302,14 +318,15 @@ def run_cohort(
 
     Returns:
         Results: one row per candidate. Summary: response rates per cohort and histology. Tables:
-        ``time_to_response``, ``peak_concentration``, ``failures``, ``screening`` and, with published
-        counts, ``comparison``.
+        ``time_to_response``, ``peak_concentration``, ``retrieval`` (per cohort, histology and group:
+        :func:`ra_model.studies.retrieval.retrieval_summary`), ``failures``, ``screening`` and, with
+        published counts, ``comparison``.
 
     Raises:
         ExperimentFailedError: Every candidate failed to simulate (the error holds the failures table).
     """
     results = enrol(exp, work_dir=work_dir, workers=workers, progress=progress, fresh=fresh)
-    summaries, curves, peaks = [], [], []
+    summaries, curves, peaks, retrievals = [], [], [], []
     for name in exp.cohorts:
         enrolled = results[results[f"enrolled_{name}"]]
         summary = clinical.response_summary(enrolled, by=HISTOLOGY)
@@ -321,10 +338,14 @@ def run_cohort(
         peak = clinical.peak_distribution(enrolled, by=HISTOLOGY)
         peak.insert(0, "cohort", name)
         peaks.append(peak)
+        chances = retrieval.retrieval_summary(enrolled, by=HISTOLOGY)
+        chances.insert(0, "cohort", name)
+        retrievals.append(chances)
     summary = pd.concat(summaries, ignore_index=True)
     tables = {
         "time_to_response": pd.concat(curves, ignore_index=True),
         "peak_concentration": pd.concat(peaks, ignore_index=True),
+        RETRIEVAL_TABLE: pd.concat(retrievals, ignore_index=True),
         "failures": failures(results),
     }
     if exp.published:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,12 @@ import pandas as pd
 
 from ra_model.engines.simulate import default_engine
 from ra_model.errors import ExperimentFailedError
-from ra_model.studies import clinical
+from ra_model.model.source import default_sbml, sbml_hash
+from ra_model.studies import clinical, retrieval
 from ra_model.studies.experiments.spec import Experiment
+
+#: Prefixes of the per-man readout columns a sweep adds (visits, retrieval): left out of the failures table.
+READOUT_PREFIXES = (f"{clinical.METRIC}.", f"{retrieval.METRIC}.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,10 +48,12 @@ def inputs_record(experiment: Experiment, **extra: Any) -> dict[str, Any]:
         **extra: Kind-specific entries (histology mix, spreads, visits, ...), added last.
 
     Returns:
-        Experiment id and kind, reduced flag, model hash, package version, solver tolerances, seed
-        (cohort and grid), all default parameters, overrides, and the scenario file and text.
+        Experiment id and kind, reduced flag, focus classes and the hash of the model built from them,
+        package version, solver tolerances, seed (cohort and grid), all default parameters (of the one-class
+        model; class parameters keep their defaults), overrides, and the scenario file and text.
     """
     engine = default_engine()
+    n_classes = experiment.n_classes
     try:
         version = importlib.metadata.version("ra_model")
     except importlib.metadata.PackageNotFoundError:
@@ -56,7 +62,8 @@ def inputs_record(experiment: Experiment, **extra: Any) -> dict[str, Any]:
         "experiment": experiment.id,
         "kind": experiment.kind,
         "reduced": experiment.reduced,
-        "model_hash": engine.sbml_hash,
+        "n_classes": n_classes,
+        "model_hash": engine.sbml_hash if n_classes == 1 else sbml_hash(default_sbml(n_classes)),
         "package_version": version,
         "solver": {"rtol": engine.options.rtol, "atol": engine.options.atol},
         "seed": experiment.seed if experiment.kind in ("cohort", "grid") else None,
@@ -91,29 +98,33 @@ def sweep_visits(
     workers: int | None,
     progress: bool,
     fresh: bool = False,
+    metrics: Mapping[str, Callable[[pd.DataFrame], Any]] | None = None,
 ) -> pd.DataFrame:
     """Simulate every man of a samples table and read his semen analyses at the experiment's visits.
 
     Args:
         samples: One row per man (and arm): parameters and a ``regimen`` column.
-        exp: The experiment (its visit days and output step are used).
+        exp: The experiment (its visit days, output step and focus classes are used).
         t_end_d: Simulated time, days.
         work_dir: Folder for the sweep's Parquet chunks (rerunning resumes); None keeps nothing.
         workers: Worker processes (None = all cores, 1 = this process).
         progress: Show the sweep's progress bar.
         fresh: Set earlier results in ``work_dir`` aside instead of resuming from them.
+        metrics: Further per-man metrics computed inside the sweep (only their numbers come back), by
+            name, beside the semen analyses (e.g. :data:`ra_model.studies.retrieval.METRIC`).
 
     Returns:
         The sweep table (:func:`ra_model.studies.sweep.run_sweep`) with the visit readouts in
-        ``semen.*`` columns (:data:`ra_model.studies.clinical.METRIC`); a man whose simulation fails
-        keeps his row with status and message.
+        ``semen.*`` columns (:data:`ra_model.studies.clinical.METRIC`) and each further metric's
+        columns; a man whose simulation fails keeps his row with status and message.
     """
     from ra_model.studies.sweep import run_sweep
 
     metric = functools.partial(clinical.semen_analyses, visit_days=exp.visit_days)
     return run_sweep(
         samples,
-        metrics={clinical.METRIC: metric},
+        metrics={clinical.METRIC: metric, **(metrics or {})},
+        n_classes=exp.n_classes,
         t_end_d=t_end_d,
         output_step_d=exp.output_step_d,
         out_dir=work_dir,
@@ -132,9 +143,9 @@ def apply_overrides(samples: pd.DataFrame, overrides: Mapping[str, float]) -> pd
 
 
 def failures(results: pd.DataFrame) -> pd.DataFrame:
-    """Return the men whose simulation failed, with their parameters and the solver message (no visit columns)."""
+    """Return the men whose simulation failed, with their parameters and the solver message (no readout columns)."""
     failed = results[results["status"] != "ok"]
-    keep = [c for c in failed.columns if not c.startswith(f"{clinical.METRIC}.")]
+    keep = [c for c in failed.columns if not c.startswith(READOUT_PREFIXES)]
     return failed[keep].reset_index(drop=True)
 
 

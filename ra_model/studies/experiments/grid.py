@@ -114,7 +114,8 @@ def run_grid(
 ) -> ExperimentResult:
     """Treat the same men of each histology with every dose for every duration, in one sweep.
 
-    Each arm is classified over its own window: treatment plus ``follow_up_d``.
+    Each arm is classified over its own window: treatment plus ``follow_up_d``. The testis is built from
+    ``exp.n_classes`` focus classes (:func:`~ra_model.studies.experiments.common.sweep_visits` passes them on).
 
     Returns:
         Results: one row per man and arm (``meta_dose``, ``meta_duration_d``). Summary: the response

@@ -13,7 +13,15 @@ from ra_model.errors import InvalidValueError
 from ra_model.studies.experiments.cohort import read_cohort
 from ra_model.studies.experiments.grid import read_grid
 from ra_model.studies.experiments.single import read_single
-from ra_model.studies.experiments.spec import COMMON_KEYS, FIGURES, KINDS, Experiment, Reader, show
+from ra_model.studies.experiments.spec import (
+    COMMON_KEYS,
+    DEFAULT_CLASSES,
+    FIGURES,
+    KINDS,
+    Experiment,
+    Reader,
+    show,
+)
 
 
 def experiments_dir() -> Path:
@@ -32,7 +40,8 @@ def load_experiment(path: Path, *, reduced: bool = False) -> Experiment:
         The validated experiment.
 
     Raises:
-        InvalidValueError: Unknown key (or another kind's key), bad value or type, unparseable regimen,
+        InvalidValueError: Unknown key (or another kind's key), bad value or type (``classes`` not a whole
+            number from 1 to :data:`~ra_model.model.classes.MAX_CLASSES`), unparseable regimen,
             histology mix not summing to 1, a run too big (:data:`~ra_model.studies.experiments.spec.MAX_RUNS`),
             a file that is not UTF-8 or not TOML (the message names the file, the key, the value and the fix).
         UnknownNameError: Unknown phenotype or parameter (with close matches).
@@ -61,7 +70,7 @@ def load_experiment(path: Path, *, reduced: bool = False) -> Experiment:
             f"unknown kind {show(kind)}",
             f"write kind = one of {', '.join(map(repr, KINDS))}" + (f" (did you mean {close[0]!r}?)" if close else ""),
         )
-    if kind == "sensitivity":
+    if kind == "sensitivity":  # its own module reads the other keys; `classes` is read here for every kind
         return Experiment(
             id=path.stem,
             path=path,
@@ -70,13 +79,18 @@ def load_experiment(path: Path, *, reduced: bool = False) -> Experiment:
             description=str(data.get("description", "")).strip(),
             raw=MappingProxyType(dict(data)),
             reduced=reduced,
+            n_classes=r.classes(data.get("classes", DEFAULT_CLASSES)),
         )
     r.unknown("", data, COMMON_KEYS | KINDS[kind], kind=kind, elsewhere=KINDS)
     if "description" not in data:
         raise r.fail("description", "is missing", 'add description = "what the experiment asks"')
     if "reduced" in data:  # checked even when not applied, so a broken [reduced] is not found only in CI
         extra = r.table("reduced", data["reduced"], "write [reduced] with the keys to replace")
-        r.unknown("reduced.", extra, KINDS[kind] | {"figures"}, kind=kind, elsewhere=KINDS)
+        r.unknown("reduced.", extra, KINDS[kind] | {"figures", "classes"}, kind=kind, elsewhere=KINDS)
+        if "classes" in extra:  # its value too, named reduced.classes
+            probe = Reader(path)
+            probe.reduced_keys = frozenset({"classes"})
+            probe.classes(extra["classes"])
         if reduced:
             data = {k: v for k, v in data.items() if k != "reduced"} | extra
             r.reduced_keys = frozenset(extra)
@@ -97,6 +111,7 @@ def load_experiment(path: Path, *, reduced: bool = False) -> Experiment:
         kind=kind,
         description=r.text("description", data["description"]).strip(),
         reduced=reduced,
+        n_classes=r.classes(data.get("classes", DEFAULT_CLASSES)),
         figures=tuple(figures),
         overrides=MappingProxyType(r.overrides("overrides", data.get("overrides", {}))),
         output_step_d=r.number("output_step_d", data.get("output_step_d", 1.0)),

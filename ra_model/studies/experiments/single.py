@@ -151,7 +151,7 @@ def run_readouts(table: pd.DataFrame) -> dict[str, float]:
 
 
 def run_single(exp: Experiment) -> ExperimentResult:
-    """Simulate each run of a ``single`` experiment in this process.
+    """Simulate each run of a ``single`` experiment in this process (a testis of ``exp.n_classes`` focus classes).
 
     Returns:
         Results: the time courses stacked, with a ``run`` column. Summary: one row per run with its
@@ -177,6 +177,7 @@ def run_single(exp: Experiment) -> ExperimentResult:
                 changes=changes,
                 output_step_d=exp.output_step_d,
                 include_species=exp.include_species,
+                n_classes=exp.n_classes,
             )
         except SimulationFailedError as exc:  # name the file and the run; keep the rows computed before
             raise SimulationFailedError(f"{exp.path}: run {run.label!r}: {exc}", partial=exc.partial) from exc

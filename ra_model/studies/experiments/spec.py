@@ -22,6 +22,7 @@ from ra_model.engines.simulate import ParameterChange
 from ra_model.errors import InvalidValueError, RAModelError, UnknownNameError
 from ra_model.model import columns as C
 from ra_model.model.bounds import MAX_OUTPUT_ROWS, MAX_T_END_D
+from ra_model.model.classes import MAX_CLASSES
 from ra_model.model.domain import check_value
 from ra_model.model.phenotypes import load_phenotypes
 from ra_model.model.regimen import Regimen, parse_optional
@@ -75,8 +76,11 @@ KINDS: dict[str, frozenset[str]] = {
     ),
     "sensitivity": frozenset(),  # any keys: the sensitivity module validates its own file
 }
-#: Keys every kind accepts.
-COMMON_KEYS = frozenset({"description", "kind", "figures", "reduced"})
+#: Keys every kind accepts (``classes``: tubule-focus classes the testis is built from, 1 to
+#: :data:`~ra_model.model.classes.MAX_CLASSES`; may also be set in ``[reduced]``).
+COMMON_KEYS = frozenset({"description", "kind", "figures", "reduced", "classes"})
+#: Focus classes when a file gives no ``classes`` key: the homogeneous testis (its median focus).
+DEFAULT_CLASSES = 1
 #: Figures each kind can draw (``figures = [...]`` picks a subset; default all).
 FIGURES: dict[str, tuple[str, ...]] = {
     "single": ("timecourse", "germ_cells"),
@@ -170,6 +174,8 @@ class Experiment:
         kind: ``single``, ``cohort``, ``grid`` or ``sensitivity``.
         description: One line on what the experiment asks.
         reduced: Whether the ``[reduced]`` table was applied.
+        n_classes: Tubule-focus classes the testis is built from (the file's ``classes``; 1 = homogeneous),
+            passed as ``n_classes`` to every simulation.
         figures: Figures to draw.
         phenotype: Phenotype preset (single).
         runs: Runs (single).
@@ -201,6 +207,7 @@ class Experiment:
     kind: str
     description: str
     reduced: bool = False
+    n_classes: int = DEFAULT_CLASSES
     figures: tuple[str, ...] = ()
     phenotype: str = "healthy"
     runs: tuple[Run, ...] = ()
@@ -311,6 +318,22 @@ class Reader:
                 key,
                 f"{show(value)} is not a whole number >= {minimum}",
                 f"write e.g. {key.rsplit('.', 1)[-1]} = {example} (no quotes)",
+            )
+        return value
+
+    def classes(self, value: object) -> int:
+        """Return the number of tubule-focus classes of ``classes``: a whole number from 1 to ``MAX_CLASSES``.
+
+        Raises:
+            InvalidValueError: Not a whole number (``8.0``, ``"8"``, ``true``) or outside 1 to
+                :data:`~ra_model.model.classes.MAX_CLASSES`; the message names the file, the value and the fix.
+        """
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CLASSES:
+            raise self.fail(
+                "classes",
+                f"{show(value)} is not a whole number of focus classes from 1 to {MAX_CLASSES}",
+                "write e.g. classes = 8 (no quotes; the NOA histologies are mosaics of foci, whose spread shows "
+                "only with 2 or more classes), or leave it out for 1, a homogeneous testis",
             )
         return value
 
