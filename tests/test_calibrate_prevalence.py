@@ -1,4 +1,4 @@
-"""The prevalence calibration: it recovers a spread from synthetic data, writes it back, and refuses what it cannot do."""
+"""The prevalence calibration recovers a spread from synthetic data, writes it back, refuses the impossible."""
 
 from __future__ import annotations
 
