@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ["core", *(n for n in names if n != "core")]:
         module = importlib.import_module(f"{__name__}.{name}")
         module.register(sub)
+    for command in sub.choices.values():  # -v also after the command (`ra-model phenotypes -v`)
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress")
     return parser
 
 
