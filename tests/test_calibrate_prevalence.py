@@ -62,3 +62,9 @@ def test_a_known_spread_is_recovered_from_a_synthetic_prevalence(tmp_path: Path)
 def test_a_target_out_of_reach_is_refused() -> None:
     with pytest.raises(InvalidValueError, match="outside what focus_share's fit range"):
         calibrate_prevalence(targets=_target(0.9), n=50, seed=SEED, bisections=1)
+
+
+@pytest.mark.parametrize("n", [0, -5, 2.5, True])
+def test_a_bad_number_of_men_is_refused(n: object) -> None:
+    with pytest.raises(InvalidValueError, match="number of men"):
+        calibrate_prevalence(targets=_target(0.01), n=n, seed=SEED)  # type: ignore[arg-type]

@@ -17,25 +17,26 @@ reproduces is never quoted as a validation.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ra_model.errors import InvalidValueError, UnknownNameError
+from ra_model.errors import InvalidValueError, SimulationFailedError, UnknownNameError
 from ra_model.model import columns as C
-from ra_model.model.classes import check_n_classes
 from ra_model.model.semen import AZOOSPERMIA, CATEGORIES
 from ra_model.model.source import model_dir
 from ra_model.studies.clinical import proportion_ci
 from ra_model.studies.population import HISTOLOGY, Population, draw_patients, load_population
+from ra_model.studies.sweep import run_sweep
 
 log = logging.getLogger(__name__)
 
 #: Target stage fitted here.
 STAGE = "prevalence"
+#: Name of the sweep metric (:func:`baseline_azoospermia`).
+METRIC = "baseline_azoospermia"
 #: The variability entry fitted here.
 FITTED = "focus_share"
 #: Report column: the target's id in the target file.
@@ -83,30 +84,46 @@ def read_prevalence_targets(path: Path | None = None) -> pd.DataFrame:
     return rows
 
 
-def azoospermic_at_baseline(samples: pd.DataFrame, *, n_classes: int = 8) -> np.ndarray:
+def baseline_azoospermia(table: pd.DataFrame) -> float:
+    """Sweep metric: 1.0 if the run's first row is azoospermic (``semen_category``), else 0.0."""
+    return float(table[C.SEMEN_CATEGORY].iloc[0] == CATEGORIES[AZOOSPERMIA])
+
+
+def azoospermic_at_baseline(samples: pd.DataFrame, *, n_classes: int = 8, workers: int | None = 1) -> np.ndarray:
     """Return, per man of a samples table, whether his untreated ejaculate holds no sperm (pellet search).
 
-    The man's semen category at the start of an untreated run (``semen_category``: the cut-offs of
+    The men run on the sweep engine's fast path for one untreated day from their own steady state; the
+    metric is their semen category at the start (:func:`baseline_azoospermia`: the cut-offs of
     :mod:`ra_model.model.semen`, azoospermia below the model's ``pellet_detection_limit``).
 
     Args:
         samples: Rows from :func:`ra_model.studies.population.draw_patients` (one histology or several).
         n_classes: Focus classes of the testis.
+        workers: Worker processes of the sweep (1: in this process).
 
     Returns:
-        Boolean array, one per row.
-    """
-    from ra_model.engines.fastpath import fast_engine, simulate_fast
+        Boolean array, one per row, in the samples' order.
 
-    engine = fast_engine(check_n_classes(n_classes))
-    skip = {"sample_id", "phenotype"}
-    azoospermia = CATEGORIES[AZOOSPERMIA]
-    out = np.zeros(len(samples), dtype=bool)
-    for i, (_, man) in enumerate(samples.iterrows()):
-        values = {str(k): float(v) for k, v in man.items() if k not in skip and not str(k).startswith("meta_")}
-        table = simulate_fast(str(man["phenotype"]), None, t_end_d=1.0, overrides=values, engine=engine)
-        out[i] = table[C.SEMEN_CATEGORY].iloc[0] == azoospermia
-    return out
+    Raises:
+        SimulationFailedError: If any man's simulation failed (the first failure is named).
+    """
+    table = run_sweep(
+        samples,
+        metrics={METRIC: baseline_azoospermia},
+        t_end_d=1.0,
+        fast=True,
+        n_classes=n_classes,
+        workers=workers,
+        progress=False,
+    ).set_index("sample_id")
+    failed = table[table["status"] != "ok"]
+    if len(failed):
+        raise SimulationFailedError(
+            f"{len(failed)} of {len(table)} men failed in the prevalence calibration; first "
+            f"{failed.index[0]}: {failed['message'].iloc[0]}"
+        )
+    flags: np.ndarray = table.loc[samples["sample_id"], METRIC].to_numpy(dtype=float) == 1.0
+    return flags
 
 
 def calibrate_prevalence(
@@ -137,6 +154,8 @@ def calibrate_prevalence(
         InvalidValueError: If the entry is not marked uncertain, there is not exactly one target, or the
             target is outside what the fit range can reach.
     """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InvalidValueError(f"n = {n!r}; use a whole number of men >= 1 (thousands for a 1% prevalence)")
     population = population or load_population()
     targets = read_prevalence_targets() if targets is None else targets
     if FITTED not in population.variability:
@@ -212,8 +231,8 @@ def prevalence_check(*, histology: str, n: int, seed: int = 2, n_classes: int = 
 
     A different seed from the fit's gives other men, for checks beside the fit.
     """
-    if n < 1 or math.isnan(n):
-        raise InvalidValueError(f"n = {n!r}; use a positive number of men")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InvalidValueError(f"n = {n!r}; use a whole number of men >= 1")
     men = draw_patients(load_population(), histology, list(range(n)), seed=seed)
     k = int(azoospermic_at_baseline(men, n_classes=n_classes).sum())
     low, high = proportion_ci(k, n)
