@@ -34,6 +34,7 @@ from ra_model.app.state import (
     RunCache,
     Scenario,
     default_simulate,
+    run_scenario,
     summarise,
     summary_facts,
 )
@@ -55,6 +56,7 @@ def _table(present: list[bool], concentration: list[float], doses: list[float] |
         }
     )
     frame.attrs["dose_times_d"] = doses or []
+    frame.attrs["pellet_detection_limit_M_per_mL"] = 1e-5  # a made-up limit: the summary reads it from here
     return frame
 
 
@@ -66,8 +68,8 @@ def test_summary_first_appearance_peak_and_return_to_azoospermia() -> None:
         doses=[0.0, 1.0, 2.0],
     )
     assert summarise(table) == (
-        "Motile sperm first appear on day 3; peak 7 million sperm/mL in the ejaculate on day 4; "
-        "back to azoospermia 4 days after stopping (day 6; last dose day 2)."
+        "Motile sperm first appear on day 3; peak 7 million sperm/mL on day 4; "
+        "no motile sperm again 4 days after stopping (day 6; last dose day 2)."
     )
     facts = summary_facts(table)
     assert (facts.first_motile_d, facts.peak_M_per_mL, facts.peak_d) == (3.0, 7.0, 4.0)
@@ -77,14 +79,19 @@ def test_summary_first_appearance_peak_and_return_to_azoospermia() -> None:
 def test_summary_never_motile() -> None:
     table = _table([False] * 5, [0, 1e-4, 2e-4, 1e-4, 0], doses=[0.0])
     assert summarise(table) == (
-        "No motile sperm at any time in the 4 days simulated; peak 0.0002 million sperm/mL in the ejaculate on day 2."
+        "No motile sperm at any time in the 4 days simulated; sperm in the semen peak 200 sperm/mL on day 2."
+    )
+    below = _table([False] * 5, [0, 1e-6, 2e-6, 1e-6, 0], doses=[0.0])  # all below the table's limit (1e-5)
+    assert summarise(below) == (
+        "Sperm in the semen: none detectable at any time in the 4 days simulated "
+        "(below 10 sperm/mL, the lowest a search of the centrifuged pellet finds)."
     )
 
 
 def test_summary_still_present_at_end_and_present_from_start() -> None:
     table = _table([True] * 6, [40, 41, 45, 44, 43, 42], doses=[0.0, 1.0])
     assert summarise(table) == (
-        "Motile sperm are present from the start (day 0); peak 45 million sperm/mL in the ejaculate on day 2; "
+        "Motile sperm are present from the start (day 0); peak 45 million sperm/mL on day 2; "
         "still present at the end of the run, 4 days after stopping (last dose day 1)."
     )
 
@@ -92,8 +99,7 @@ def test_summary_still_present_at_end_and_present_from_start() -> None:
 def test_summary_without_drug_and_with_treatment_to_the_end() -> None:
     untreated = _table([False, True, True, False], [0, 2, 3, 0])
     assert summarise(untreated) == (
-        "Motile sperm first appear on day 1; peak 3 million sperm/mL in the ejaculate on day 2; "
-        "back to azoospermia on day 3."
+        "Motile sperm first appear on day 1; peak 3 million sperm/mL on day 2; no motile sperm again from day 3."
     )
     to_end = _table([False, True, True, True], [0, 2, 3, 4], doses=[0.0, 1.0, 2.0, 3.0])
     assert summarise(to_end).endswith("the treatment lasts to the end of the run (day 3).")
@@ -101,7 +107,7 @@ def test_summary_without_drug_and_with_treatment_to_the_end() -> None:
 
 def test_summary_sperm_gone_before_the_last_dose() -> None:
     table = _table([False, True, False, False, False], [0, 2, 0, 0, 0], doses=[0.0, 1.0, 2.0, 3.0])
-    assert summarise(table).endswith("back to azoospermia on day 2, before the last dose (day 3).")
+    assert summarise(table).endswith("no motile sperm again from day 2, before the last dose (day 3).")
 
 
 def test_summary_rejects_a_table_without_the_columns() -> None:
@@ -131,11 +137,13 @@ def _shown(
 ) -> pd.DataFrame:
     """What the explorer runs for a scenario with ``n_classes`` focus classes: the same function, so equal exactly.
 
-    With 1 class that is the whole model (``simulate``); with more, the exact split path (``simulate_split``).
+    With 1 class that is the whole model (``simulate``); with more, the exact split path (``simulate_split``); a
+    treated run on hourly rows, kept at whole days (``run_scenario``).
     """
-    return default_simulate(
-        phenotype, regimen, t_end_d=t_end_d, overrides=overrides, output_step_d=1.0, n_classes=n_classes
+    scenario = Scenario(
+        phenotype=phenotype, regimen=regimen, overrides=overrides or {}, t_end_d=t_end_d, n_classes=n_classes
     )
+    return run_scenario(scenario, default_simulate).table
 
 
 def test_default_app_runs_the_treated_and_untreated_preset(app: Explorer) -> None:
@@ -148,9 +156,10 @@ def test_default_app_runs_the_treated_and_untreated_preset(app: Explorer) -> Non
     _same(app.state.baseline, untreated)
     assert summarise(expected) in app.summary.object
     assert summarise(untreated) in app.summary.object
-    # brief: the isotretinoin-responsive maturation arrest is azoospermic untreated and makes sperm treated
-    assert "No motile sperm at any time" in summarise(untreated)
-    assert "Motile sperm first appear on day" in summarise(expected)
+    # brief: the isotretinoin-responsive maturation arrest makes sperm on the drug, far more than untreated
+    treated_peak = expected[C.EJACULATE_CONCENTRATION].max()
+    assert treated_peak > 100 * untreated[C.EJACULATE_CONCENTRATION].max()
+    assert "none detectable" not in summarise(expected)
 
 
 def test_sliders_are_bounded_by_the_parameter_table_and_show_its_source(app: Explorer) -> None:
@@ -283,15 +292,26 @@ def test_downloads_reproduce_the_run(app: Explorer) -> None:
         assert data["regimens"] == [REGIMEN]
         assert data["overrides"] == {"cyp26_expr": 10.0}
         assert (data["t_end_d"], data["output_step_d"]) == (365.0, 1.0)
-        again = default_simulate(  # what the explorer runs for the file's class count
-            data["phenotype"],
-            None if data["regimens"][0] == "none" else data["regimens"][0],
+        scenario = Scenario(  # what the explorer runs for the file
+            phenotype=data["phenotype"],
+            regimen=None if data["regimens"][0] == "none" else data["regimens"][0],
             t_end_d=data["t_end_d"],
             output_step_d=data["output_step_d"],
             overrides=data["overrides"],
             n_classes=data.get("classes", 1),
         )
-        _same(again, app.state.whatif)
+        _same(run_scenario(scenario, default_simulate).table, app.state.whatif)
+        # the page runs a treated scenario on hourly rows (for the plasma panel) and keeps the whole days: a run
+        # at the file's own step agrees to the solver's tolerance (the split path's output grid moves its steps)
+        at_step = default_simulate(
+            scenario.phenotype,
+            scenario.regimen,
+            t_end_d=scenario.t_end_d,
+            output_step_d=scenario.output_step_d,
+            overrides=dict(scenario.overrides),
+            n_classes=scenario.n_classes,
+        )
+        pd.testing.assert_frame_equal(at_step, app.state.whatif, check_exact=False, rtol=1e-4, atol=1e-9)
     finally:
         app.parameters["cyp26_expr"].value = 5.0
 
@@ -456,7 +476,7 @@ def test_state_runs_both_scenarios_once_and_summarises_them() -> None:
     assert state.scenarios == (state.scenario(), state.baseline_scenario(state.scenario()))
     assert summarise(expected) in state.summary_text() and summarise(untreated) in state.summary_text()
     assert calls == [("maturation_arrest", REGIMEN, None), ("maturation_arrest", None, None)]
-    assert state.refresh() and state.run(state.scenario()) is state.whatif
+    assert state.refresh() and state.run(state.scenario()).table is state.whatif
     assert len(calls) == 2  # both served from the cache
     assert list(pd.read_csv(io.StringIO(state.csv_text())).columns) == list(expected.columns)
 
@@ -807,7 +827,7 @@ def test_identical_concurrent_requests_are_computed_once() -> None:
     fake = _CountingSimulate(hold="healthy")
     cache = RunCache(8)
     scenario = Scenario(phenotype="healthy", regimen=None)
-    results: list[pd.DataFrame] = []
+    results: list[Any] = []
     states = [ExplorerState(simulate_fn=fake, cache=cache) for _ in range(6)]
     threads = [threading.Thread(target=lambda s=s: results.append(s.run(scenario))) for s in states]
     for thread in threads:

@@ -15,10 +15,19 @@ import pandas as pd
 import pytest
 
 from ra_model.app.explorer import Explorer
-from ra_model.app.figures import LOG_AXIS_FLOOR
+from ra_model.app.figures import log_floor
+from ra_model.app.guide import phenotype_name, regimen_words
 from ra_model.app.server import RunningServer, serve
-from ra_model.app.state import DEFAULT_N_CLASSES, default_simulate, summarise
+from ra_model.app.state import (
+    DEFAULT_N_CLASSES,
+    PARAMETER_LABELS,
+    Scenario,
+    default_simulate,
+    run_scenario,
+    summarise,
+)
 from ra_model.model import columns as C
+from ra_model.model.phenotypes import load_phenotypes
 from ra_model.model.source import read_parameter_table
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,9 +51,8 @@ WAIT_MS = 30_000
 
 def _shown(phenotype: str, regimen: str | None, overrides: dict[str, float] | None = None) -> pd.DataFrame:
     """What the page runs for a scenario: the explorer's own function at its default class count (8: split path)."""
-    return default_simulate(
-        phenotype, regimen, t_end_d=365.0, overrides=overrides, output_step_d=1.0, n_classes=DEFAULT_N_CLASSES
-    )
+    scenario = Scenario(phenotype=phenotype, regimen=regimen, overrides=overrides or {}, n_classes=DEFAULT_N_CLASSES)
+    return run_scenario(scenario, default_simulate).table
 
 
 # what the page's first what-if line source holds, read from the Bokeh document in the browser
@@ -81,7 +89,7 @@ def server(expected: dict[str, pd.DataFrame]) -> Iterator[tuple[RunningServer, l
 
 
 def _plotted(table: pd.DataFrame) -> np.ndarray:
-    return np.maximum(table[C.EJACULATE_CONCENTRATION].to_numpy(), LOG_AXIS_FLOOR)
+    return np.maximum(table[C.EJACULATE_CONCENTRATION].to_numpy(), log_floor(table))
 
 
 def test_change_phenotype_and_slider_in_chromium(
@@ -111,10 +119,12 @@ def test_change_phenotype_and_slider_in_chromium(
             np.testing.assert_allclose(page.evaluate(READ_PLOT, "whatif_source"), _plotted(start), rtol=1e-9)
             first_plot = np.array(page.evaluate(READ_PLOT, "whatif_source"))
 
-            # 2. change the phenotype in the drop-down
-            page.locator(".ra-phenotype select").select_option("healthy")
+            # 2. change the phenotype in the drop-down (it lists the presets by their plain names)
+            healthy_name = phenotype_name("healthy", load_phenotypes()["healthy"])
+            page.locator(".ra-phenotype select").select_option(label=healthy_name)
             healthy = expected["healthy"]
-            playwright_api.expect(whatif_line).to_contain_text("What-if (healthy, 20 mg bid", timeout=WAIT_MS)
+            what = f"What-if ({healthy_name}; {regimen_words(REGIMEN)}"
+            playwright_api.expect(whatif_line).to_contain_text(what, timeout=WAIT_MS)
             playwright_api.expect(whatif_line).to_contain_text(summarise(healthy), timeout=WAIT_MS)
             baseline_line = page.locator(".ra-summary p").nth(1)
             playwright_api.expect(baseline_line).to_contain_text(
@@ -133,7 +143,7 @@ def test_change_phenotype_and_slider_in_chromium(
             handle.focus()
             handle.press("End")
             changed = expected["healthy_cyp26_max"]
-            playwright_api.expect(whatif_line).to_contain_text("cyp26_expr = 10", timeout=WAIT_MS)
+            playwright_api.expect(whatif_line).to_contain_text(f"{PARAMETER_LABELS['cyp26_expr']} 10", timeout=WAIT_MS)
             playwright_api.expect(whatif_line).to_contain_text(summarise(changed), timeout=WAIT_MS)
             cyp_plot = np.array(page.evaluate(READ_PLOT, "whatif_source"))
             np.testing.assert_allclose(cyp_plot, _plotted(changed), rtol=1e-9)

@@ -64,7 +64,8 @@ def test_complete_sertoli_cell_only_has_no_foci_and_nothing_to_retrieve() -> Non
         np.testing.assert_array_equal(foci[list(FOCI_COLUMNS)].to_numpy(), 0.0)
     # the page's foci panel draws exactly these numbers
     figures = Figures()
-    figures.draw(state.whatif, state.baseline)
+    assert state.whatif_plasma is not None and state.baseline_plasma is not None
+    figures.draw(state.whatif, state.baseline, plasma=(state.whatif_plasma, state.baseline_plasma))
     for column in FOCI_COLUMNS:
         np.testing.assert_array_equal(figures.whatif_source.data[column], 0.0)
         np.testing.assert_array_equal(figures.baseline_source.data[column], 0.0)
@@ -175,7 +176,7 @@ def test_the_foci_note_names_the_surgeries_and_the_spread() -> None:
     note = state.foci_note()
     assert f"{table['tese_samples'].value:g} random biopsies" in note
     assert f"{table['micro_tese_samples'].value:g} regions" in note
-    assert "8 focus classes whose local RA differs" in note  # a mosaic preset with the default classes
+    assert "8 focus classes that differ in how much RA they make" in note  # a mosaic preset, default classes
     assert "choose 8 or 16" not in note
     state.n_classes = 1
     note = state.foci_note()
@@ -183,18 +184,18 @@ def test_the_foci_note_names_the_surgeries_and_the_spread() -> None:
     assert "choose 8 or 16 focus classes" in note  # a mosaic preset with one class
     state.n_classes = N
     state.select_phenotype("healthy")
-    assert "do not differ" in state.foci_note()
+    assert "make the same amount of RA" in state.foci_note()
 
 
 # --------------------------------------------------------------------------- the page (Panel, no browser)
 def test_the_page_has_a_foci_panel_and_a_class_count_choice() -> None:
     app = Explorer(phenotype="sertoli_cell_only_complete", cache=RunCache(8))
-    assert app.state.error == "" and app.figures.foci.title.text == FOCI_TITLE
+    assert app.state.error == "" and FOCI_TITLE in app.foci_plot[0][0].object  # the title above the panel
     assert FOCI_TITLE == "Foci: tubules holding sperm, and the chance surgery finds sperm"
     assert (app.figures.foci.y_range.start, app.figures.foci.y_range.end) == (-0.02, 1.02)
     labels = {item.label["value"] for item in app.figures.foci.legend[0].items}
     assert labels == {label for label, _ in FOCI_LINES.values()} | {"baseline (dashed)"}
-    assert app.figures.foci.x_range is app.figures.grid.children[0][0].x_range  # one time axis
+    assert all(app.figures.foci.x_range is f.x_range for f in app.figures.panels.values())  # one time axis
     for column in FOCI_COLUMNS:
         np.testing.assert_array_equal(app.figures.whatif_source.data[column], 0.0)
     assert list(app.focus_classes.options.values()) == list(CLASS_COUNTS)

@@ -145,7 +145,7 @@ def test_a_preset_under_treatment_with_eight_identical_classes() -> None:
     table = read_parameter_table()
     start = one.iloc[0]
     assert start[C.DAILY_SPERM_PRODUCTION] < 0.01 * table["Vmax_duct_loss"].value * 24
-    assert start[C.EJACULATE_CONCENTRATION] < 1e-3 * table["pellet_detection_limit"].value
+    assert start[C.EJACULATE_CONCENTRATION] < 1e-3 * one.attrs["pellet_detection_limit_M_per_mL"]
     assert start[C.SEMEN_CATEGORY] == "azoospermia"
     assert one[C.EJACULATE_CONCENTRATION].max() > 10
 

@@ -145,7 +145,7 @@ def _cohort(histology: str, n: int, n_classes: int, *, treated: bool = True, see
         conc = table[C.EJACULATE_CONCENTRATION].to_numpy()
         rows.append(
             {
-                "baseline_azoospermic": conc[0] < PARAMETERS["pellet_detection_limit"].value,
+                "baseline_azoospermic": conc[0] < table.attrs["pellet_detection_limit_M_per_mL"],
                 "eligible": not present[0],
                 "responder": (not present[0]) and bool(present[1:].any()),
                 "first_d": float(np.argmax(present[1:]) + 1) if present[1:].any() else math.nan,

@@ -32,23 +32,33 @@ def _settings(**changes: float) -> MeasurementSettings:
 def test_the_parameters_are_in_the_table_with_the_briefs_values() -> None:
     table = read_parameter_table()
     expected = {
-        "cv_within_concentration": (0.39, "dimensionless", "nonneg"),
-        "examined_volume_fresh_uL": (10.0, "uL", "positive"),
-        "pellet_fraction_examined": (1.0, "dimensionless", "positive_fraction"),
+        "cv_within_concentration": (0.39, "dimensionless", "nonneg"),  # brief 6: Schwartz 1979
+        "cv_within_volume": (0.28, "dimensionless", "nonneg"),  # brief 6: Schwartz 1979
+        "cv_within_total_count": (0.55, "dimensionless", "nonneg"),  # brief 6: Schwartz 1979
+        "examined_volume_fresh_uL": (0.01, "uL", "positive"),
+        "pellet_fraction_examined": (0.000333333, "dimensionless", "positive_fraction"),
         "motile_fraction_cv": (0.2, "dimensionless", "nonneg"),
     }
     for pid, (value, unit, dom) in expected.items():
         row = table[pid]
         assert (row.value, row.unit, row.domain, row.category) == (value, unit, dom, "readout"), pid
-    assert table["cv_within_concentration"].source.startswith("Schwartz 1979")
+    for pid in ("cv_within_concentration", "cv_within_volume", "cv_within_total_count"):
+        assert table[pid].source.startswith("Schwartz 1979"), pid
+    # every figure of the brief's section on semen variability is in the table with its source
+    sources = " ".join(table[pid].source for pid in ("cv_within_concentration", "cv_within_volume"))
+    for figure in ("39%", "28%", "Leushuis 2009", "28-34%", "Keel 2006", "46%", "54%", "36 men", "220 ejaculates"):
+        assert figure in sources, figure
+    assert "55%" in table["cv_within_total_count"].source
+    assert table["cv_within_concentration"].lower == 0.28 and table["cv_within_concentration"].upper == 0.55
 
 
 def test_mean_and_cv_of_measured_concentration_match_lognormal_plus_poisson_counting() -> None:
-    # c = 0.001 million/mL in 10 uL: 10 sperm expected in the fresh count, so counting matters.
+    # 10 sperm expected in the examined fresh volume, so counting matters.
     settings = _settings()
-    c = 0.001
+    volume_uL = settings.examined_volume_fresh_uL
+    c = 10 / (volume_uL * 1e3)  # million/mL x uL x 1e3 sperm = 10
     cv = 0.39
-    expected_in_fresh = c * 1e6 * 10e-3  # sperm/mL x mL = 10
+    expected_in_fresh = c * 1e6 * volume_uL * 1e-3  # sperm/mL x mL = 10
     # law of total variance: Var(X) = Var(c_e) + E[c_e] / V = (c cv)^2 + c / V, V in mL x 1e6
     expected_cv = math.sqrt(cv**2 + 1 / expected_in_fresh)  # 0.5021
     draws = draw_analyses(np.full(N, c), rng=np.random.default_rng(20240616), settings=settings)
@@ -67,19 +77,42 @@ def test_mean_and_cv_of_measured_concentration_match_lognormal_plus_poisson_coun
 
 
 def test_without_counting_noise_the_cv_is_the_within_man_cv() -> None:
-    c = 50.0  # 500,000 sperm in the fresh count: counting CV 0.0014
-    draws = draw_analyses(np.full(N, c), rng=np.random.default_rng(7), settings=_settings())
+    c = 50.0  # 50,000 sperm in a 1 uL fresh count: counting CV 0.0045
+    settings = _settings()
+    draws = draw_analyses(np.full(N, c), rng=np.random.default_rng(7), settings=settings)
     x = draws["measured_concentration_M_per_mL"]
-    expected_cv = math.sqrt(0.39**2 + 1 / (c * 1e4))
+    expected_cv = math.sqrt(0.39**2 + 1 / (c * settings.examined_volume_fresh_uL * 1e3))
     assert abs(x.mean() - c) < Z * x.std() / math.sqrt(N)
     assert abs(x.std(ddof=1) / x.mean() - expected_cv) < 0.015  # SE of a log-normal CV of 0.39 here: about 0.0025
 
 
+def test_volume_and_total_count_vary_with_schwartzs_cvs_the_abstinence_correlation_between_them() -> None:
+    settings = _settings()
+    draws = draw_analyses(np.full(N, 50.0), rng=np.random.default_rng(28), settings=settings)
+    volume = draws["ejaculate_volume_mL"]
+    total = draws["ejaculate_concentration_M_per_mL"] * volume
+    # the correlation of the logs that turns 0.39 and 0.28 into 0.55: (s_t^2 - s_c^2 - s_v^2) / (2 s_c s_v)
+    s_c, s_v, s_t = (math.sqrt(math.log1p(cv**2)) for cv in (0.39, 0.28, 0.55))
+    rho = (s_t**2 - s_c**2 - s_v**2) / (2 * s_c * s_v)
+    # concentration and volume each average to the model's; their product by exp(cov of the logs) more
+    total_mean = 50.0 * 3.0 * math.exp(rho * s_c * s_v)
+    for x, mean, cv in ((volume, settings.ejaculate_volume_mL, 0.28), (total, total_mean, 0.55)):
+        assert abs(x.mean() - mean) < Z * x.std() / math.sqrt(N)
+        # SE of a log-normal sample CV, about CV x sqrt((1 + 4 CV^2) / (2 N)) (delta method), plus counting
+        assert abs(x.std(ddof=1) / x.mean() - cv) < Z * cv * math.sqrt((1 + 4 * cv**2) / (2 * N)) + 0.005
+    assert 0.2 < rho < 0.26  # positive: volume and concentration rise together (abstinence, brief 6)
+    logs = np.corrcoef(np.log(draws["ejaculate_concentration_M_per_mL"]), np.log(volume))[0, 1]
+    assert abs(logs - rho) < Z * (1 - rho**2) / math.sqrt(N)
+    with pytest.raises(InvalidValueError, match="cv_within_total_count = 0.9"):
+        _settings(cv_within_total_count=0.9)  # more than both together at correlation 1 can give (0.72)
+
+
 @pytest.mark.parametrize("k", [0.5, 1.0, 3.0])
 def test_chance_of_seeing_no_sperm_is_poisson_in_the_whole_ejaculate(k: float) -> None:
-    settings = _settings(cv_within_concentration=0)
+    # an extended search of the whole pellet (the default examines a routine 1/3000 of it)
+    settings = _settings(cv_within_concentration=0, cv_within_volume=0, pellet_fraction_examined=1.0)
     c = k / (3.0 * 1e6)  # 3 mL ejaculate, whole pellet searched: k sperm expected in drop + pellet
-    assert c * 10e-3 * 1e6 < 0.011  # fresh count expected about 0 (at most 0.01 sperm)
+    assert c * settings.examined_volume_fresh_uL * 1e3 < 0.0011  # fresh count expected about 0 (at most 0.001)
     draws = draw_analyses(np.full(N, c), rng=np.random.default_rng(int(k * 10)), settings=settings)
     none_seen = (draws["fresh_count"] == 0) & (draws["pellet_count"] == 0)
     p = math.exp(-k)
@@ -89,33 +122,34 @@ def test_chance_of_seeing_no_sperm_is_poisson_in_the_whole_ejaculate(k: float) -
 
 
 def test_searching_half_the_pellet_halves_its_expected_count() -> None:
-    settings = _settings(cv_within_concentration=0, pellet_fraction_examined=0.5)
-    c = 1.0 / 1e6  # 1 sperm per mL: 0.01 in the fresh drop, 2.99 in the rest, 1.495 searched
+    settings = _settings(cv_within_concentration=0, cv_within_volume=0, pellet_fraction_examined=0.5)
+    c = 1.0 / 1e6  # 1 sperm per mL: 0.001 in the 1 uL fresh drop, 2.999 in the rest, 1.4995 searched
     draws = draw_analyses(np.full(N, c), rng=np.random.default_rng(3), settings=settings)
     none_seen = (draws["fresh_count"] == 0) & (draws["pellet_count"] == 0)
-    p = math.exp(-(0.01 + 2.99 * 0.5))
+    p = math.exp(-(0.001 + 2.999 * 0.5))
     assert abs(none_seen.mean() - p) < Z * math.sqrt(p * (1 - p) / N)
 
 
 def test_motile_sperm_seen_average_the_motile_fraction() -> None:
-    draws = draw_analyses(np.full(N, 0.001), rng=np.random.default_rng(11), settings=_settings())
+    draws = draw_analyses(np.full(N, 0.01), rng=np.random.default_rng(11), settings=_settings())  # 10 sperm in 1 uL
     fresh = draws["fresh_count"].astype(float)
     seen = np.where(fresh > 0, fresh, draws["pellet_count"])  # motile sperm are counted where sperm were seen
     motile = draws["motile_seen"].astype(float)
     assert (motile <= seen).all()
-    ratio = motile.sum() / seen.sum()
+    counted = fresh > 0  # the rare pellet searches (none in 1 uL) count thousands of sperm: leave them out
+    ratio = motile[counted].sum() / fresh[counted].sum()
     # per-draw motile/seen has SD about sqrt(0.1^2 + 0.25/10) = 0.19 (beta CV 0.2 around 0.5, binomial of ~10)
     assert abs(ratio - 0.5) < Z * 0.19 / math.sqrt(N)
 
 
 def test_categories_follow_the_counts() -> None:
-    settings = _settings(cv_within_concentration=0)
+    settings = _settings(cv_within_concentration=0, examined_volume_fresh_uL=1.0, pellet_fraction_examined=1.0)
     rng = np.random.default_rng(5)
     assert simulate_semen_analysis(0.0, rng=rng, params=settings).category == "azoospermia"
     big = simulate_semen_analysis(100.0, rng=rng, params=settings)
     assert big.category == "normal" and big.pellet_count is None and big.fresh_count > 0
     assert simulate_semen_analysis(1.0, rng=rng, params=settings).category == "oligozoospermia"
-    tiny = simulate_semen_analysis(1e-5, rng=rng, params=settings)  # 0.1 in the drop, 30 in the pellet
+    tiny = simulate_semen_analysis(1e-4, rng=rng, params=settings)  # 0.1 in the drop, 300 in the pellet
     if tiny.fresh_count == 0:
         assert tiny.category == "cryptozoospermia" and tiny.pellet_count and tiny.concentration_M_per_mL == 0
 
@@ -139,7 +173,7 @@ def test_same_seed_man_and_visit_give_the_same_analysis_whatever_else_is_drawn()
 
 def test_a_table_is_read_at_the_visits_with_its_attrs() -> None:
     table = pd.DataFrame({C.TIME_D: [0.0, 30.0, 60.0], C.EJACULATE_CONCENTRATION: [0.0, 20.0, 40.0]})
-    table.attrs["overrides"] = {"cv_within_concentration": 0.0, "dose_mg": 20.0}
+    table.attrs["overrides"] = {"cv_within_concentration": 0.0, "dose_mg": 20.0, "examined_volume_fresh_uL": 1.0}
     table.attrs["oligozoospermia_limit_M_per_mL"] = 16.0
     settings = settings_for(table, None)
     assert settings.cv_within_concentration == 0 and settings.oligozoospermia_limit == 16

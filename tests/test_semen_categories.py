@@ -1,7 +1,8 @@
 """Semen categories: the cut-offs, the results-table column on every engine path, the trial's screen and responder rule.
 
-Every expected category is worked out here from the limits in ``models/parameters.csv`` (read with the csv
-module), never copied from the code's output.
+Every expected category is worked out here from the measurement parameters in ``models/parameters.csv`` (read
+with the csv module), never copied from the code's output: a detection limit is the concentration at which one
+sperm is expected in what the laboratory examines (the model's assignment rules).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 
 from ra_model.engines.engine import Engine
-from ra_model.errors import InvalidValueError
+from ra_model.errors import InvalidValueError, UnknownNameError
 from ra_model.model import columns as C
 from ra_model.model.semen import semen_category
 from ra_model.studies import clinical
@@ -31,10 +32,11 @@ def _parameter(name: str) -> float:
     raise AssertionError(f"{name} is not in {PARAMETERS}")
 
 
-PELLET = _parameter("pellet_detection_limit")
-FRESH = _parameter("fresh_detection_limit")
+# one sperm in the examined fresh volume (uL: 1e3 sperm per million/mL), or in the searched pellet (mL: 1e6)
+FRESH = 1 / (_parameter("examined_volume_fresh_uL") * 1e3)
+PELLET = 1 / (_parameter("pellet_fraction_examined") * _parameter("ejaculate_volume_mL") * 1e6)
 OLIGO = _parameter("oligozoospermia_limit")
-MOTILE = _parameter("motile_detection_limit")
+MOTILE = PELLET
 LIMITS = {"pellet": PELLET, "fresh": FRESH, "oligo": OLIGO}
 
 
@@ -108,8 +110,9 @@ def _check_column(table: pd.DataFrame, label: str) -> None:
     conc = table[C.EJACULATE_CONCENTRATION].to_numpy(dtype=float)
     assert table[C.SEMEN_CATEGORY].tolist() == [_expected(c) for c in conc]
     assert set(table[C.SEMEN_CATEGORY]) == {label}
-    assert table.attrs["pellet_detection_limit_M_per_mL"] == PELLET
-    assert table.attrs["fresh_detection_limit_M_per_mL"] == FRESH
+    assert table.attrs["pellet_detection_limit_M_per_mL"] == pytest.approx(PELLET, rel=1e-12)
+    assert table.attrs["fresh_detection_limit_M_per_mL"] == pytest.approx(FRESH, rel=1e-12)
+    assert table.attrs["motile_detection_limit_M_per_mL"] == pytest.approx(MOTILE, rel=1e-12)
     assert table.attrs["oligozoospermia_limit_M_per_mL"] == OLIGO
 
 
@@ -139,8 +142,15 @@ def test_an_overridden_limit_moves_the_category(engine: Engine) -> None:
     )
     assert set(moved[C.SEMEN_CATEGORY]) == {"oligozoospermia"}
     assert moved.attrs["oligozoospermia_limit_M_per_mL"] == above
-    with pytest.raises(InvalidValueError, match="out of order"):
+    # the detection limits follow the measurement: ten times the examined volume, a tenth of the fresh limit
+    wider = simulate("healthy", None, t_end_d=10, engine=engine, overrides={"examined_volume_fresh_uL": 0.1})
+    assert wider.attrs["fresh_detection_limit_M_per_mL"] == pytest.approx(1 / (0.1 * 1e3), rel=1e-12)
+    # ... and cannot be set themselves (they are derived) ...
+    with pytest.raises(UnknownNameError, match="pellet_detection_limit"):
         simulate("healthy", None, t_end_d=10, engine=engine, overrides={"pellet_detection_limit": FRESH * 2})
+    # ... nor put out of order: a fresh count examining more than the searched pellet holds
+    with pytest.raises(InvalidValueError, match="out of order"):
+        simulate("healthy", None, t_end_d=10, engine=engine, overrides={"examined_volume_fresh_uL": 5000.0})
 
 
 def test_semen_analyses_record_the_limits(engine: Engine) -> None:
@@ -148,8 +158,8 @@ def test_semen_analyses_record_the_limits(engine: Engine) -> None:
 
     table = simulate("healthy", None, t_end_d=30, output_step_d=10, engine=engine)
     got = clinical.semen_analyses(table, visit_days=[0, 30])
-    assert got["pellet_detection_limit_M_per_mL"] == PELLET
-    assert got["fresh_detection_limit_M_per_mL"] == FRESH
+    assert got["pellet_detection_limit_M_per_mL"] == pytest.approx(PELLET, rel=1e-12)
+    assert got["fresh_detection_limit_M_per_mL"] == pytest.approx(FRESH, rel=1e-12)
     assert got["oligozoospermia_limit_M_per_mL"] == OLIGO
 
 

@@ -78,7 +78,8 @@ def test_sweep_rows_equal_simulate_and_metrics() -> None:
             PHENOTYPE, REGIMEN, t_end_d=T_END_D, overrides=overrides, engine=worker_engine(split=True)
         )
         assert row["peak_ejaculate_concentration"] == table[C.EJACULATE_CONCENTRATION].max()
-        assert row["responder"] == bool(table[C.MOTILE_SPERM_PRESENT].any())
+        present = table[C.MOTILE_SPERM_PRESENT].to_numpy(dtype=bool)
+        assert row["responder"] == bool(not present[0] and present[1:].any())
         assert row["stra8.min"] == table[C.STRA8].min()
         assert row["stra8.max"] == table[C.STRA8].max()
         whole = simulate(PHENOTYPE, REGIMEN, t_end_d=T_END_D, overrides=overrides, engine=worker_engine())
@@ -161,8 +162,9 @@ def test_failed_samples_are_recorded_not_fatal(tmp_path: Path) -> None:
     assert list(result["status"]) == ["ok", "failed"]
     assert "solver failed" in result["message"].iloc[1] and "Km_cyp26" in result["message"].iloc[1]
     assert math.isnan(result["peak_ejaculate_concentration"].iloc[1])
-    assert result["responder"].iloc[0] is True or bool(result["responder"].iloc[0])
-    assert pd.isna(result["responder"].iloc[1])
+    # the healthy man has motile sperm from the start: seen, but no responder
+    assert bool(result["motile_sperm_seen"].iloc[0]) and not bool(result["responder"].iloc[0])
+    assert pd.isna(result["responder"].iloc[1]) and pd.isna(result["motile_sperm_seen"].iloc[1])
     broken = run_sweep(samples.iloc[:1], metrics={"b": broken_metric}, t_end_d=10.0, workers=1, progress=False)
     assert broken["status"].iloc[0] == "failed" and "broken on purpose" in broken["message"].iloc[0]
 
@@ -223,7 +225,10 @@ def test_builtin_metrics_on_a_hand_made_table() -> None:
     # crossing 0.001 between 0.0005 (day 1) and 0.002 (day 2): one third of the way
     assert M.time_to_first_motile_sperm_d(table) == pytest.approx(1.0 + 1.0 / 3.0)
     assert M.testis_atRA_auc(table) == pytest.approx(2.0 + 3.0 + 2.0)
-    assert responder(table) is True
+    assert responder(table) is True and M.motile_sperm_seen(table) is True
+    # a man with motile sperm before treatment is no responder (the cohort excludes him), yet has sperm
+    table[C.MOTILE_SPERM_PRESENT] = True
+    assert responder(table) is False and M.motile_sperm_seen(table) is True
     table[C.MOTILE_SPERM_PRESENT] = False
     assert math.isnan(M.time_to_first_motile_sperm_d(table)) and responder(table) is False
     assert resolve_metric("responder") is responder

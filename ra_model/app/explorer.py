@@ -1,10 +1,13 @@
 """The what-if explorer's page: Panel widgets wired to an :class:`~ra_model.app.state.ExplorerState`.
 
-The page has controls (phenotype, regimen, the five parameters that matter most, the number of
-tubule-focus classes the testis is built from), the standard time-course panel and the foci panel
-(tubules holding sperm, the chance surgery finds sperm) with a baseline run drawn beside the what-if
-run, a plain-language summary, and download buttons for the run (CSV) and the exact scenario (TOML,
-the simplest scenario form that ``ra-model run`` reads). A control writes its value into the session's
+The page opens with a short orientation (what NOA is, what the model does) and buttons for suggested
+experiments that set the controls (:data:`ra_model.app.guide.EXPERIMENTS`). It has controls (phenotype,
+regimen, the five parameters that matter most, the number of tubule-focus classes the testis is built
+from), the standard time-course panels and the foci panel (tubules holding sperm, the chance surgery
+finds sperm), each with a (?) that explains it, with a baseline run drawn beside the what-if run, a
+plain-language summary, and download buttons for the run (CSV) and the exact scenario (TOML, the
+simplest scenario form that ``ra-model run`` reads). Menus and text use plain names; the model's ids
+are in the tooltips. A control writes its value into the session's
 state, the state runs the scenarios (:mod:`ra_model.app.state`), and the figures draw them
 (:mod:`ra_model.app.figures`).
 
@@ -17,17 +20,20 @@ it), or build an :class:`Explorer` directly to drive the app from Python.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import panel as pn
 import param
+from bokeh.models.ui import Tooltip
 
 from ra_model.app.figures import Figures, caption
+from ra_model.app.guide import EXPERIMENTS, ORIENTATION, PANEL_HELP, PANEL_TITLES, Experiment
 from ra_model.app.state import (
     BASELINES,
     BODY_WEIGHT_KG_RANGE,
@@ -46,6 +52,7 @@ from ra_model.app.state import (
     PARAMETER_LABELS,
     START_D_RANGE,
     ExplorerState,
+    Run,
     RunCache,
     SimulateFn,
     default_simulate,
@@ -108,6 +115,18 @@ def _step(lower: float, upper: float) -> float:
     return 10.0 * power  # pragma: no cover - the loop always returns
 
 
+#: Style of the panels' help: wrapped lines, as Panel gives its own hover texts.
+_TIP_CSS = ":host { white-space: initial; max-width: 320px; }"
+
+
+def _phenotype_tip(name: str) -> str:
+    """Return the phenotype menu's hover text: what a preset is, and its id in models/phenotypes.toml."""
+    return (
+        "A preset man: his testis and RA handling, set as parameter values; the sliders below show them. "
+        f"Preset id {name} in models/phenotypes.toml."
+    )
+
+
 def _class_count_label(n_classes: int) -> str:
     """Return the focus-class choice's label: the count and roughly how long a treated run takes."""
     what = "uniform testis" if n_classes == 1 else "focus classes"
@@ -141,7 +160,7 @@ class Explorer:
         self,
         *,
         simulate_fn: SimulateFn = default_simulate,
-        cache: RunCache | None = None,
+        cache: RunCache[Run] | None = None,
         phenotype: str = "maturation_arrest",
         regimen: str = "20 mg bid for 180 d",
         t_end_d: float = DEFAULT_T_END_D,
@@ -162,9 +181,9 @@ class Explorer:
 
         self.phenotype = pn.widgets.Select(
             label="Phenotype",
-            options=list(state.phenotypes),
+            options={state.phenotype_names[name]: name for name in state.phenotypes},
             value=state.phenotype,
-            description="Preset parameter set (models/phenotypes.toml); the sliders below show its values.",
+            description=_phenotype_tip(state.phenotype),
             css_classes=["ra-phenotype"],
             sizing_mode="stretch_width",
         )
@@ -241,8 +260,8 @@ class Explorer:
                 _step(rng.lower, rng.upper),
                 value,
                 tip=(
-                    f"{pid} ({rng.unit}): {rng.description} Range {rng.lower:g} to {rng.upper:g} "
-                    f"(models/parameters.csv). Source: {rng.source}"
+                    f"{rng.description} Plausible range {rng.lower:g} to {rng.upper:g} ({rng.unit}). "
+                    f"Source: {rng.source}. Parameter id {pid} in models/parameters.csv."
                 ),
                 css=f"ra-param-{pid}",
             )
@@ -261,22 +280,41 @@ class Explorer:
         )
         self.figures = Figures()
         self.caption = pn.pane.Markdown("", css_classes=["ra-caption"], sizing_mode="stretch_width")
-        self.plot = pn.pane.Bokeh(self.figures.grid, sizing_mode="stretch_width", css_classes=["ra-plot"])
+        self.orientation = pn.pane.Markdown(ORIENTATION, css_classes=["ra-orientation"], sizing_mode="stretch_width")
+        self.experiments: dict[str, pn.widgets.Button] = {}
+        for experiment in EXPERIMENTS:
+            button = pn.widgets.Button(
+                label=experiment.button,
+                color="primary",
+                variant="outline",
+                css_classes=[f"ra-try-{experiment.key}"],
+            )
+            button.on_click(functools.partial(self._on_experiment, experiment))
+            self.experiments[experiment.key] = button
+        self.look_for = pn.pane.Markdown("", css_classes=["ra-look-for"], sizing_mode="stretch_width")
+        # the panels' help opens below its (?), so the right-hand panels' help stays inside the window
+        self.panel_help: dict[str, pn.widgets.TooltipIcon] = {
+            key: pn.widgets.TooltipIcon(
+                value=Tooltip(content=text, position="bottom", stylesheets=[_TIP_CSS]), css_classes=[f"ra-help-{key}"]
+            )
+            for key, text in PANEL_HELP.items()
+        }
+        self.plot = pn.GridBox(
+            *(
+                self._titled(PANEL_TITLES[column], column, self.figures.panels[column])
+                for column in self.figures.panels
+            ),
+            ncols=3,
+            sizing_mode="stretch_width",
+            css_classes=["ra-plot"],
+        )
         self.foci_note = pn.pane.Markdown("", css_classes=["ra-foci-note"], sizing_mode="stretch_width")
-        self.foci_plot = pn.pane.Bokeh(self.figures.foci, sizing_mode="stretch_width", css_classes=["ra-foci"])
+        self.foci_plot = self._titled(PANEL_TITLES["foci"], "foci", self.figures.foci, css="ra-foci")
 
         # each control writes the ExplorerState attribute of the same name (the horizon writes t_end_d,
         # the focus-class choice n_classes)
         controls: dict[str, Any] = {
-            "drug": self.drug,
-            "dose_basis": self.dose_basis,
-            "dose_mg": self.dose_mg,
-            "dose_mg_per_kg_day": self.dose_mg_per_kg_day,
-            "body_weight_kg": self.body_weight_kg,
-            "frequency": self.frequency,
-            "start_d": self.start_d,
-            "duration_d": self.duration_d,
-            "fed": self.fed,
+            **self._regimen_widgets(),
             "t_end_d": self.horizon,
             "n_classes": self.focus_classes,
             "baseline_choice": self.baseline_choice,
@@ -298,12 +336,20 @@ class Explorer:
         state = self.state
         ok = state.refresh()
         table, baseline, scenarios = state.whatif, state.baseline, state.scenarios
-        if not ok or table is None or baseline is None or scenarios is None:
+        plasma, baseline_plasma = state.whatif_plasma, state.baseline_plasma
+        if (
+            not ok
+            or table is None
+            or baseline is None
+            or scenarios is None
+            or plasma is None
+            or baseline_plasma is None
+        ):
             self._show_error(state.error)
             return
         self.alert.param.update(object="", visible=False)
-        self.figures.draw(table, baseline)
-        self.caption.object = caption(*scenarios)
+        self.figures.draw(table, baseline, plasma=(plasma, baseline_plasma))
+        self.caption.object = caption(*(state.label(s) for s in scenarios))
         self.summary.object = state.summary_text()
         self.last_update_s = time.perf_counter() - t0
         self.status.object = f"Updated in {self.last_update_s:.2f} s."
@@ -333,9 +379,16 @@ class Explorer:
             self.refresh()
 
     def _on_phenotype(self, event: param.parameterized.Event) -> None:
-        values = self.state.select_phenotype(event.new)
-        self._suspended = True
-        try:
+        self._show_parameters(self.state.select_phenotype(event.new))
+        self.phenotype.description = _phenotype_tip(event.new)
+        self.phenotype_note.object = self.state.phenotype_note()
+        self.foci_note.object = self.state.foci_note()
+        if not self._suspended:
+            self.refresh()
+
+    def _show_parameters(self, values: Mapping[str, float]) -> None:
+        """Move the parameter sliders to these values without rerunning (each widens its ends if needed)."""
+        with self._quiet():
             for pid, widget in self.parameters.items():
                 rng = self.state.ranges[pid]
                 value = values[pid]
@@ -345,11 +398,54 @@ class Explorer:
                 widget.param.update(start=min(final[0], old), end=max(final[1], old))
                 widget.value = value
                 widget.param.update(start=final[0], end=final[1])
+
+    @contextlib.contextmanager
+    def _quiet(self) -> Iterator[None]:
+        """Let widgets change without rerunning each time (nested uses keep the outer one's setting)."""
+        before = self._suspended
+        self._suspended = True
+        try:
+            yield
         finally:
-            self._suspended = False
-        self.phenotype_note.object = self.state.phenotype_note()
-        self.foci_note.object = self.state.foci_note()
+            self._suspended = before
+
+    def _on_experiment(self, experiment: Experiment, event: object = None) -> None:
+        self.try_experiment(experiment)
+
+    def try_experiment(self, experiment: Experiment) -> None:
+        """Set every control to a suggested experiment, say what to look for, and run it once.
+
+        The phenotype goes to the experiment's preset with the sliders at the preset's values, the
+        regimen controls to its regimen and the baseline to the same man untreated.
+        """
+        state = self.state
+        with self._quiet():
+            state.apply_experiment(experiment)
+            self.phenotype.value = state.phenotype
+            self._show_parameters(state.parameters)
+            for name, widget in self._regimen_widgets().items():
+                widget.value = getattr(state, name)
+            self.baseline_choice.value = state.baseline_choice
+        self.phenotype.description = _phenotype_tip(state.phenotype)
+        self.phenotype_note.object = state.phenotype_note()
+        self.foci_note.object = state.foci_note()
+        self._sync_visibility()
+        self.look_for.object = f"**{experiment.button}**: {experiment.look_for}"
         self.refresh()
+
+    def _regimen_widgets(self) -> dict[str, Any]:
+        """The regimen controls by the :class:`ExplorerState` attribute each sets."""
+        return {
+            "drug": self.drug,
+            "dose_basis": self.dose_basis,
+            "dose_mg": self.dose_mg,
+            "dose_mg_per_kg_day": self.dose_mg_per_kg_day,
+            "body_weight_kg": self.body_weight_kg,
+            "frequency": self.frequency,
+            "start_d": self.start_d,
+            "duration_d": self.duration_d,
+            "fed": self.fed,
+        }
 
     def _sync_visibility(self) -> None:
         drug = bool(self.drug.value)
@@ -360,6 +456,21 @@ class Explorer:
         self.body_weight_kg.visible = drug and per_kg
         for widget in (self.frequency, self.start_d, self.duration_d, self.fed):
             widget.visible = drug
+
+    # ----------------------------------------------------------------- layout helpers
+    def _titled(self, title: str, key: str, fig: Any, *, css: str = "") -> pn.Column:
+        """Lay a figure out under its title and the (?) that explains it."""
+        header = pn.Row(
+            pn.pane.Markdown(f"**{title}**", margin=(0, 0, 0, 10)),
+            self.panel_help[key],
+            height=28,
+        )
+        return pn.Column(
+            header,
+            pn.pane.Bokeh(fig, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+            css_classes=[css] if css else [],
+        )
 
     # ----------------------------------------------------------------- downloads
     def _csv_file(self) -> io.StringIO:
@@ -398,6 +509,9 @@ class Explorer:
         )
         main = pn.Column(
             "# What if? Retinoic acid, isotretinoin and sperm production",
+            self.orientation,
+            pn.Row(*self.experiments.values(), sizing_mode="stretch_width"),
+            self.look_for,
             self.alert,
             self.summary,
             self.caption,

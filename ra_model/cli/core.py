@@ -15,8 +15,13 @@ from ra_model.model import columns as C
 
 log = logging.getLogger("ra_model.cli")
 
+#: How to keep a model file's own value that a phenotype preset replaces (said with the warning).
+_KEEP_FILE_VALUE = "to keep the file's value, give it with --set NAME=VALUE, or run with --phenotype healthy"
+
 #: Focus classes of the demo's testis (the maturation-arrest preset is a mosaic of foci).
 DEMO_CLASSES = 8
+#: Output step of the demo, days: hourly, so the plasma panel draws the drug's within-day swing.
+DEMO_STEP_D = 1.0 / 24.0
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, float]:
@@ -41,16 +46,50 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, float]:
     return check_values(values, where="--set")
 
 
-def _cmd_simulate(args: argparse.Namespace) -> int:
-    from ra_model.engines.from_file import engine_from_file
-    from ra_model.engines.simulate import simulate
+#: Units ``--step`` accepts, in days.
+STEP_UNITS_D: dict[str, float] = {"min": 1.0 / 1440.0, "h": 1.0 / 24.0, "d": 1.0}
 
-    engine = engine_from_file(Path(args.model)) if args.model else None
+
+def parse_step(text: str) -> float:
+    """Read an output step such as ``1h``, ``30min``, ``0.5d`` or ``2`` (days) and return it in days.
+
+    Raises:
+        argparse.ArgumentTypeError: Not a positive number with an optional unit (min, h, d).
+    """
+    raw = text.strip().lower()
+    unit = next((u for u in sorted(STEP_UNITS_D, key=len, reverse=True) if raw.endswith(u)), "d")
+    number = raw[: -len(unit)] if raw.endswith(unit) else raw
+    try:
+        value = float(number)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"--step {text!r}: give a positive output step with a unit, e.g. 1h, 30min or 1d (a bare number is days)"
+        )
+    return value * STEP_UNITS_D[unit]
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from ra_model.engines.from_file import engine_from_file, preset_overrides
+    from ra_model.engines.simulate import engine_classes, simulate
+    from ra_model.model.phenotypes import get_phenotype
+
+    if args.force and not args.model:
+        raise argparse.ArgumentTypeError("--force only applies to a --model file; give --model FILE or drop --force")
+    overrides = parse_overrides(args.set)
+    engine = engine_from_file(Path(args.model), force=args.force) if args.model else None
+    if engine is not None:
+        preset = get_phenotype(args.phenotype).for_classes(engine_classes(engine))
+        for override in preset_overrides(engine.defaults, preset):
+            if override.parameter not in overrides:
+                log.warning("phenotype %r %s; %s", preset.name, override, _KEEP_FILE_VALUE)
     table = simulate(
         args.phenotype,
         args.regimen,
         t_end_d=args.days,
-        overrides=parse_overrides(args.set),
+        output_step_d=args.step,
+        overrides=overrides,
         engine=engine,
         n_classes=args.classes,
     )
@@ -67,9 +106,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     regimen = "20 mg bid for 180 d"
-    # the mosaic testis of the preset (8 focus classes), every dose exact on the split path
+    # the mosaic testis of the preset (8 focus classes), every dose exact on the split path; hourly rows so
+    # the plasma panel shows the drug's within-day swing, not the trough at dosing time
     untreated = simulate_split("maturation_arrest", None, t_end_d=365, n_classes=DEMO_CLASSES)
-    treated = simulate_split("maturation_arrest", regimen, t_end_d=365, n_classes=DEMO_CLASSES)
+    treated = simulate_split(
+        "maturation_arrest", regimen, t_end_d=365, n_classes=DEMO_CLASSES, output_step_d=DEMO_STEP_D
+    )
     _print_summary(treated, every_d=30)
     write_table(treated, out / "demo_maturation_arrest_20mg_bid.csv")
     write_plot(
@@ -160,7 +202,8 @@ def _print_summary(table: pd.DataFrame, every_d: float = 30.0) -> None:
         C.EJACULATE_CONCENTRATION,
         C.MOTILE_SPERM_PRESENT,
     ]
-    rows = table[(table[C.TIME_D] % every_d).abs() < 1e-9]
+    phase = table[C.TIME_D] / every_d
+    rows = table[(phase - phase.round()).abs() < 1e-9]
     short = {c: c.replace("_ng_per_mL", "").replace("_M_per_mL", "").replace("_rel", "") for c in cols}
     with pd.option_context("display.width", 200, "display.float_format", "{:.4g}".format):
         sys.stdout.write(f"{table.attrs.get('phenotype')} | {table.attrs.get('regimen') or 'no drug'}\n")
@@ -203,10 +246,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--phenotype", default="healthy", help="preset name (see `ra-model phenotypes`)")
     p.add_argument("--regimen", default=None, help='e.g. "20 mg bid for 180 d"; omit for no drug')
     p.add_argument("--days", type=float, default=365.0, help="simulated time in days (default 365)")
+    p.add_argument(
+        "--step",
+        type=parse_step,
+        default=1.0,
+        metavar="STEP",
+        help="output step: 1h, 30min, 1d or a number of days (default 1d; use 1h to see plasma drug within the day)",
+    )
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="parameter override")
     p.add_argument("--out", required=True, help="CSV file for the results table")
     p.add_argument("--plot", default=None, help="PNG file for the standard panel")
     p.add_argument("--model", default=None, help="SBML file to simulate instead of the shipped model (e.g. an edit)")
+    p.add_argument("--force", action="store_true", help="run a --model file even though it fails the SBML unit check")
     p.add_argument(
         "--classes",
         type=int,

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 if TYPE_CHECKING:
-    from ra_model.studies.experiments import ExperimentResult
+    from ra_model.studies.abc_population import Posterior
+    from ra_model.studies.experiments import Experiment, ExperimentResult
 
 log = logging.getLogger("ra_model.cli")
 
@@ -52,6 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ra_model.studies.experiments.cohort import RETRIEVAL_TABLE
 
     experiment = load_experiment(Path(args.file), reduced=args.reduced)
+    posterior = _posterior_for(experiment, args) if args.uncertainty is not None else None
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -82,8 +84,64 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_retrieval(result)
     written = "results.csv, summary.csv, summary.json, inputs.json"
     written += ", retrieval.csv" if RETRIEVAL_TABLE in result.tables else ""
+    if posterior is not None:
+        _run_uncertainty(experiment, result, posterior, args, out)
+        written += ", uncertainty.csv, uncertainty_draws.csv, uncertainty.png"
     sys.stdout.write(f"wrote {out}/ ({written}, {len(figures)} figure(s))\n")
     return 0
+
+
+def _draws(text: str) -> int:
+    """Parse ``--uncertainty N``: a whole number of posterior draws >= 1 (an ``argparse`` type)."""
+    from ra_model.errors import InvalidValueError
+    from ra_model.studies.uncertainty import check_draws
+
+    try:
+        return check_draws(int(text))
+    except ValueError as exc:
+        message = str(exc) if isinstance(exc, InvalidValueError) else f"--uncertainty {text!r}: not a whole number"
+        raise argparse.ArgumentTypeError(f"{message}; give the number of posterior draws, e.g. 10") from None
+
+
+def _posterior_for(experiment: Experiment, args: argparse.Namespace) -> Posterior:
+    """Check ``--uncertainty`` applies (a cohort) and read the posterior, before anything runs."""
+    from ra_model.studies.abc_population import read_posterior
+    from ra_model.studies.uncertainty import require_cohort
+
+    require_cohort(experiment)
+    return read_posterior(Path(args.posterior) if args.posterior else None, population=experiment.population())
+
+
+def _run_uncertainty(
+    experiment: Experiment, result: ExperimentResult, posterior: Posterior, args: argparse.Namespace, out: Path
+) -> None:
+    """Rerun the cohort over posterior draws; write the band table, the per-draw rates and the figure."""
+    from ra_model.plots.uncertainty import close, plot_uncertainty
+    from ra_model.studies.uncertainty import DRAWS_DIR, run_uncertainty
+
+    sys.stderr.write(f"parameter uncertainty: {args.uncertainty} posterior draw(s) into {out / DRAWS_DIR}/\n")
+    found = run_uncertainty(
+        experiment,
+        result,
+        n_draws=args.uncertainty,
+        posterior=posterior,
+        out_dir=out / DRAWS_DIR,
+        seed=args.uncertainty_seed,
+        workers=args.workers,
+        progress=not args.no_progress,
+        fresh=args.fresh,
+    )
+    found.table.to_csv(out / "uncertainty.csv", index=False)
+    found.draws.to_csv(out / "uncertainty_draws.csv", index=False)
+    fig = plot_uncertainty(found.table)
+    fig.savefig(out / "uncertainty.png", dpi=110)
+    close(fig)
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3g}".format):
+        sys.stdout.write(
+            f"\nresponse rates with their sampling interval (Wilson 95%) and parameter band (2.5-97.5% over "
+            f"{args.uncertainty} posterior draws; {found.reused} read back from an earlier run)\n"
+        )
+        sys.stdout.write(found.table.to_string(index=False) + "\n")
 
 
 def _classes(n: int) -> str:
@@ -189,6 +247,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="set the earlier results in --out aside (into a replaced-<time> folder) instead of resuming",
     )
+    p.add_argument(
+        "--uncertainty",
+        type=_draws,
+        default=None,
+        metavar="N",
+        help="cohorts: rerun over N draws of the population posterior and report each rate's parameter band",
+    )
+    p.add_argument(
+        "--posterior", default=None, help="posterior file for --uncertainty (default models/population_posterior.csv)"
+    )
+    p.add_argument("--uncertainty-seed", type=int, default=0, help="seed of the posterior draws (default 0)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(

@@ -1,4 +1,4 @@
-"""The ``ra-model export sbml``, ``ra-model export omex`` and ``ra-model check`` commands."""
+"""The ``ra-model export sbml``, ``ra-model export omex``, ``ra-model export petab`` and ``ra-model check`` commands."""
 
 from __future__ import annotations
 
@@ -58,6 +58,16 @@ def _cmd_export_omex(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_petab(args: argparse.Namespace) -> int:
+    from ra_model.interop.petab_export import build_petab_problem, write_petab_problem
+    from ra_model.studies.fit_pk import read_pk_data
+
+    export = build_petab_problem(pk_data=read_pk_data(Path(args.data)) if args.data else None)
+    path = write_petab_problem(export, Path(args.out), force=args.force)
+    sys.stdout.write(f"wrote {path} (check it with: petablint {path})\n")
+    return 0
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from ra_model.interop.check import format_report, run_checks
 
@@ -67,8 +77,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``export sbml``, ``export omex`` and ``check`` to the ``ra-model`` sub-command parser."""
-    export = sub.add_parser("export", help="export the model as SBML or COMBINE/OMEX archives")
+    """Add ``export sbml``, ``export omex``, ``export petab`` and ``check`` to the ``ra-model`` sub-command parser."""
+    export = sub.add_parser("export", help="export the model as SBML, COMBINE/OMEX archives or a PEtab problem")
     kinds = export.add_subparsers(dest="export_kind", required=True)
 
     p = kinds.add_parser("sbml", help="annotated SBML L3V2; with --phenotype/--regimen, a scenario")
@@ -99,6 +109,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--step", type=float, default=1.0, help="output step in days for --phenotype/--regimen (1)")
     p.add_argument("--experiments", default=None, help="folder of scenario files (default: the shipped experiments/)")
     p.set_defaults(func=_cmd_export_omex)
+
+    p = kinds.add_parser(
+        "petab",
+        help="a PEtab v1 problem of the PK and healthy steady-state calibration (for pyPESTO, AMICI, COPASI ...)",
+        description="SBML (as export sbml), conditions (one per study arm and the healthy steady state), observables "
+        "with log-normal noise, measurements (models/pk_data.csv fit rows, healthy targets), parameters (the fitted "
+        "ones on the log10 scale inside their plausible ranges, the rest fixed) and problem.yaml.",
+    )
+    p.add_argument("out", metavar="DIR", help="folder for the problem (new or empty)")
+    p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+    p.add_argument("--data", default=None, help="PK data CSV (default: models/pk_data.csv)")
+    p.set_defaults(func=_cmd_export_petab)
 
     p = sub.add_parser("check", help="model health report: validation, units, annotations, events, COPASI")
     p.add_argument("model", nargs="?", default=None, help="SBML file to check (default: the shipped model's export)")

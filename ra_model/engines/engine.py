@@ -21,6 +21,7 @@ import numpy as np
 import roadrunner
 
 from ra_model.errors import InvalidValueError, SimulationFailedError, UnknownNameError
+from ra_model.model import units
 from ra_model.model.bounds import format_bytes
 from ra_model.model.source import sbml_hash
 
@@ -122,6 +123,7 @@ class Engine:
         self._selections: list[str] = []
         #: Parameters of the current run that differ from the compiled defaults (named in solver errors).
         self._changed: dict[str, float] = {}
+        self._species_units: dict[str, str] | None = None
 
     # ------------------------------------------------------------------ state
     def fresh(
@@ -187,6 +189,12 @@ class Engine:
         """Return current species amounts by id."""
         values = self._rr.model.getFloatingSpeciesAmounts()
         return dict(zip(self.species_ids, (float(v) for v in values), strict=True))
+
+    def species_units(self) -> dict[str, str]:
+        """Return each species' amount unit as pint-parseable text (read from the compiled SBML once)."""
+        if self._species_units is None:
+            self._species_units = units.species_units(self._rr.getSBML())
+        return self._species_units
 
     def get(self, name: str) -> float:
         """Return the current value of a parameter, species or assignment-rule variable."""

@@ -807,7 +807,7 @@ def split_table(
     }
     for o in C.OBSERVABLES:
         columns[o.column] = observables[o.model_id]
-    limit = float(scenario.values["motile_detection_limit"])
+    limit = semen.detection_limits(scenario.values)["motile_detection_limit"]  # a derived quantity of the model
     columns[C.MOTILE_SPERM_PRESENT] = np.asarray(columns[C.MOTILE_CONCENTRATION]) >= limit
     limits = semen.limits_from(scenario.values)
     columns[C.SEMEN_CATEGORY] = semen.semen_category(columns[C.EJACULATE_CONCENTRATION], **limits)

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from ra_model.engines.engine import DosePlan, Engine
+from ra_model.engines.engine import T_NEVER_H, DosePlan, Engine
 from ra_model.errors import InvalidValueError, SimulationFailedError, UnknownNameError
 from ra_model.model import columns as C
 from ra_model.model import semen
@@ -61,6 +61,38 @@ class ParameterChange:
         if isinstance(self.value, bool) or not isinstance(self.value, int | float) or not math.isfinite(self.value):
             raise InvalidValueError(f"ParameterChange.value for {self.parameter!r} = {self.value!r} is not a number")
         check_value(self.parameter, self.value, where=f"ParameterChange at day {self.t_d:g}", scheduled=True)
+
+
+#: The species a dose goes into (the gut depot); only drug ever enters it.
+DOSE_SPECIES = "Gut_iso"
+
+
+def untreated(engine: Engine) -> dict[str, float]:
+    """Return the parameter values that disarm a dose event armed in the compiled model itself.
+
+    The shipped model's dose event is unarmed (``t_next_dose`` never comes); a model file that carries a
+    regimen (a scenario export, or the generic export with the dose values written in) is armed as
+    loaded. Pre-equilibration finds the untreated steady state, so it runs with the event disarmed.
+
+    Returns:
+        ``{"t_next_dose": T_NEVER_H}`` for an armed model, else an empty dict (the cache key is unchanged).
+    """
+    if engine.defaults.get("t_next_dose", T_NEVER_H) < T_NEVER_H:
+        return {"t_next_dose": T_NEVER_H}
+    return {}
+
+
+def file_dose_amount(engine: Engine) -> float:
+    """Return the drug in the compiled model's gut at t = 0, nmol: a model file's own dose at t = 0.
+
+    The gut depot holds only drug, so whatever a model holds there at t = 0 is a dose: the scenario
+    export writes a dose due at t = 0 as the gut's initial amount, and SBML simulators (libroadrunner
+    included) fire a dose event whose trigger is true at t = 0 (``t_next_dose = 0``, ``initialValue =
+    false``) when the file is loaded. Pre-equilibration replaces every amount by the untreated steady
+    state; :func:`simulate` adds this amount back, so the file's first dose is given, and given once.
+    For the shipped model it is 0.
+    """
+    return float(engine.initial_amounts.get(DOSE_SPECIES, 0.0))
 
 
 def default_engine(n_classes: int = 1) -> Engine:
@@ -211,7 +243,9 @@ def simulate(
         t_end_d: Simulated time, days (> 0).
         overrides: Parameter values by id, applied on top of the phenotype.
         changes: Parameter changes during the run.
-        output_step_d: Spacing of output rows, days (> 0). Change times are added as rows.
+        output_step_d: Spacing of output rows, days (> 0). Change times are added as rows; a row at the
+            time of a change or a dose reports the values just after it (the convention of SBML simulators:
+            COPASI, tellurium and AMICI report an event's effect at its own time).
         preequilibrate: Start from the untreated steady state of this parameter set.
         include_species: Add one column per species amount (nmol or Mcell), named ``amount_<id>``.
         engine: A compiled model; defaults to the shipped model, compiled once per process.
@@ -279,7 +313,9 @@ def simulate(
     context = run_context(preset.name, regimen, user, changes)
     try:
         if preequilibrate:
-            start = steady_state_amounts(engine, parameters, preset.initial_amounts)
+            start = steady_state_amounts(engine, parameters | untreated(engine), preset.initial_amounts)
+            if regimen is None:  # a model file's own dose at t = 0 (file_dose_amount) survives
+                start[DOSE_SPECIES] = start.get(DOSE_SPECIES, 0.0) + file_dose_amount(engine)
         else:
             start = dict(engine.initial_amounts) | dict(preset.initial_amounts)
     except SimulationFailedError as exc:
@@ -293,7 +329,7 @@ def simulate(
     bounds = [0.0, *cuts, float(t_end_d)]
     try:
         grid = np.unique(np.concatenate([output_grid_d(t_end_d, output_step_d), cuts]))
-        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             for change in changes:
                 if change.t_d == a:
                     engine.set_parameter(change.parameter, change.value)
@@ -303,7 +339,9 @@ def simulate(
             except SimulationFailedError as exc:
                 partial = _table(np.vstack(blocks), species) if blocks else None
                 raise SimulationFailedError(f"{context}: {exc}", partial=partial) from exc
-            blocks.append(block if i == 0 else block[1:])
+            if blocks:  # the row at a change time reports the values after it, as SBML simulators do
+                blocks[-1] = blocks[-1][:-1]
+            blocks.append(block)
         table = _table(np.vstack(blocks), species)
         limit = engine.get("motile_detection_limit")
         table[C.MOTILE_SPERM_PRESENT] = table[C.MOTILE_CONCENTRATION] >= limit
@@ -316,7 +354,7 @@ def simulate(
             "coarser output_step_d, fewer days or include_species=False, or free memory"
         ) from exc
     table.attrs.update(
-        units=dict(C.UNITS) | {f"amount_{s}": "nmol or Mcell" for s in species},
+        units=dict(C.UNITS) | {f"amount_{s}": engine.species_units()[s] for s in species},
         phenotype=preset.name,
         regimen=str(regimen) if regimen else None,
         overrides=user,

@@ -121,6 +121,29 @@ def simulate_copasi(
     return table
 
 
+def reexport_with_copasi(sbml: str) -> str:
+    """Return what COPASI's own SBML export (Level 3 Version 2) makes of SBML text.
+
+    It is not the same model: COPASI writes every species as a concentration (``hasOnlySubstanceUnits``
+    false) and drops the species' conversion factors, while keeping rules such as ``testis_atRA = atRA_t /
+    testis`` that read them as amounts, and the unit check fails. ``engine_from_file`` refuses such a file.
+
+    Raises:
+        SimulationFailedError: If COPASI cannot load the model or write it.
+    """
+    basico = _basico()
+    model = basico.load_model_from_string(sbml)
+    if model is None:
+        raise SimulationFailedError("COPASI could not load the SBML")
+    try:
+        text = basico.model_io.save_model_to_string(type="sbml", sbml_level=3, sbml_version=2, model=model)
+    finally:
+        basico.remove_datamodel(model)
+    if not text:
+        raise SimulationFailedError("COPASI could not write the model as SBML L3V2")
+    return str(text)
+
+
 @dataclass(frozen=True)
 class ObservableAgreement:
     """How closely two simulators agree on one observable.

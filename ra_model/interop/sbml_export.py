@@ -4,7 +4,9 @@ The Antimony source stays the human-readable truth. At export, every bare number
 (the ``1`` in ``1 - f``, the ``+ 1`` of the dose counter) is given the unit ``dimensionless`` in its
 MathML (``<cn sbml:units="dimensionless">``), which is what those numbers are; the unit validator then
 checks the claim, so a literal that should have carried a real unit shows up as a unit error rather
-than being hidden. This changes no number, so the export simulates exactly like the source.
+than being hidden. This changes no number, so the export simulates exactly like the source. Event
+assignments that read an assignment-rule variable (the dose event's ``dose_nmol``) are written with the
+rule's formula instead, which means the same and lets AMICI compile the file.
 
 A scenario export (``phenotype=`` and/or ``regimen=``) writes the phenotype's parameter values, its
 untreated steady state as initial amounts (``simulate()`` pre-equilibrates to the same state) and the
@@ -59,6 +61,53 @@ def give_literals_units(model: libsbml.Model, unit: str = LITERAL_UNIT) -> int:
             if node.isNumber() and not node.hasUnits():
                 if node.setUnits(unit) != libsbml.LIBSBML_OPERATION_SUCCESS:
                     raise ModelBuildError(f"libsbml refused units {unit!r} on the number {node.getValue()!r}")
+                changed += 1
+    return changed
+
+
+def inline_rules_in_event_assignments(model: libsbml.Model) -> int:
+    """Write every assignment-rule variable that an event assignment reads as the rule's formula, in place.
+
+    ``Gut_iso = Gut_iso + dose_nmol`` becomes ``Gut_iso = Gut_iso + dose_mg * nmol_per_mg_iso``. This is
+    what the SBML means (event assignments are evaluated at the trigger time, where the rule holds), but
+    AMICI cannot compile an event assignment that reads a rule variable (its generated ``deltax.cpp``
+    does not declare it). Rules that read other rules are followed to the end.
+
+    Args:
+        model: A Level 3 model.
+
+    Returns:
+        How many event assignments were rewritten.
+
+    Raises:
+        ModelBuildError: If the assignment rules refer to each other in a cycle.
+    """
+    # isName(), not getType(): once COPASI's SWIG bindings are loaded, getType() returns an opaque pointer
+    rules = {r.getVariable(): r.getMath() for r in model.getListOfRules() if r.isAssignment() and r.isSetMath()}
+    changed = 0
+    for event in model.getListOfEvents():
+        for assignment in event.getListOfEventAssignments():
+            if not assignment.isSetMath():
+                continue
+            math = assignment.getMath().deepCopy()
+            rewritten = False
+            for _ in range(len(rules) + 1):
+                names = [n.getName() for n in _walk(math) if n.isName() and n.getName() in rules]
+                if not names:
+                    break
+                for name in dict.fromkeys(names):
+                    if math.isName() and math.getName() == name:
+                        math = rules[name].deepCopy()
+                    else:
+                        math.replaceArgument(name, rules[name])
+                rewritten = True
+            else:
+                raise ModelBuildError(
+                    f"the assignment rules read by event {event.getId()!r} refer to each other in a cycle"
+                )
+            if rewritten:
+                if assignment.setMath(math) != libsbml.LIBSBML_OPERATION_SUCCESS:
+                    raise ModelBuildError(f"libsbml refused the inlined math of event {event.getId()!r}")
                 changed += 1
     return changed
 
@@ -138,6 +187,7 @@ def export_sbml(
     sbml = antimony_to_sbml(source, n_classes=n) if source is not None else default_sbml(n)
     doc = libsbml.readSBMLFromString(sbml)
     model = doc.getModel()
+    inline_rules_in_event_assignments(model)
     give_literals_units(model)
     note = ""
     if phenotype is not None or regimen is not None or overrides or changes:

@@ -36,10 +36,12 @@ DAILY_SPERM_PRODUCTION = "daily_sperm_production_M_per_d"
 EJACULATE_CONCENTRATION = "ejaculate_concentration_M_per_mL"
 #: Motile sperm concentration in an ejaculate, million per mL.
 MOTILE_CONCENTRATION = "motile_concentration_M_per_mL"
-#: True where motile sperm are at or above the detection limit (model parameter motile_detection_limit).
+#: True where motile sperm are at or above the detection limit (motile_detection_limit, derived in the model from
+#: the volume a semen analysis examines).
 MOTILE_SPERM_PRESENT = "motile_sperm_present"
 #: Semen category of the ejaculate concentration (text): azoospermia, cryptozoospermia, oligozoospermia or normal,
-#: cut at the model parameters pellet_detection_limit, fresh_detection_limit and oligozoospermia_limit
+#: cut at pellet_detection_limit and fresh_detection_limit (derived in the model from the examined volumes) and
+#: oligozoospermia_limit
 #: (``ra_model.model.semen``).
 SEMEN_CATEGORY = "semen_category"
 #: Share of tubule regions holding mature sperm (germ-cell tubules times the chance a sample of one shows any).
@@ -66,7 +68,7 @@ class DoseTimes(tuple[float, ...]):
 
 @dataclass(frozen=True)
 class Observable:
-    """A named model readout: its SBML id, results column, unit and meaning."""
+    """A named model readout: its SBML id, results column, unit (pint-parseable text) and meaning."""
 
     model_id: str
     column: str
@@ -76,33 +78,38 @@ class Observable:
 
 #: The named observables, in the order they appear in results tables.
 OBSERVABLES: tuple[Observable, ...] = (
-    Observable("plasma_isotretinoin", PLASMA_ISOTRETINOIN, "ng/mL", "plasma isotretinoin (13-cis-RA)"),
-    Observable("plasma_4oxo_isotretinoin", PLASMA_4OXO, "ng/mL", "plasma 4-oxo-isotretinoin"),
+    Observable("plasma_isotretinoin", PLASMA_ISOTRETINOIN, "ng / mL", "plasma isotretinoin (13-cis-RA)"),
+    Observable("plasma_4oxo_isotretinoin", PLASMA_4OXO, "ng / mL", "plasma 4-oxo-isotretinoin"),
     Observable("plasma_atRA", PLASMA_ATRA, "nM", "plasma all-trans RA"),
     Observable("testis_atRA", TESTIS_ATRA, "nM", "testis all-trans RA"),
     Observable("testis_13cisRA", TESTIS_13CIS, "nM", "testis 13-cis-RA"),
-    Observable("CYP26_activity", CYP26_ACTIVITY, "relative to healthy", "CYP26 activity"),
-    Observable("ALDH1A_activity", ALDH1A_ACTIVITY, "relative to healthy", "ALDH1A activity"),
-    Observable("STRA8_rel", STRA8, "relative to healthy", "STRA8"),
-    Observable("RAR_occupancy", RAR_OCCUPANCY, "fraction", "RAR occupancy"),
-    Observable("BTB_integrity", BTB_INTEGRITY, "fraction", "blood-testis barrier integrity"),
-    Observable("spermiation_efficiency", SPERMIATION_EFFICIENCY, "fraction", "spermiation efficiency"),
-    Observable("daily_sperm_production", DAILY_SPERM_PRODUCTION, "million/day", "daily sperm production"),
-    Observable("ejaculate_concentration", EJACULATE_CONCENTRATION, "million/mL", "ejaculate sperm concentration"),
-    Observable("motile_concentration", MOTILE_CONCENTRATION, "million/mL", "motile sperm concentration"),
-    Observable("tubules_with_sperm", TUBULES_WITH_SPERM, "fraction", "tubule regions holding mature sperm"),
+    Observable("CYP26_activity", CYP26_ACTIVITY, "dimensionless", "CYP26 activity"),
+    Observable("ALDH1A_activity", ALDH1A_ACTIVITY, "dimensionless", "ALDH1A activity"),
+    Observable("STRA8_rel", STRA8, "dimensionless", "STRA8"),
+    Observable("RAR_occupancy", RAR_OCCUPANCY, "dimensionless", "RAR occupancy"),
+    Observable("BTB_integrity", BTB_INTEGRITY, "dimensionless", "blood-testis barrier integrity"),
+    Observable("spermiation_efficiency", SPERMIATION_EFFICIENCY, "dimensionless", "spermiation efficiency"),
+    Observable("daily_sperm_production", DAILY_SPERM_PRODUCTION, "1e6 / day", "daily sperm production"),
+    Observable("ejaculate_concentration", EJACULATE_CONCENTRATION, "1e6 / mL", "ejaculate sperm concentration"),
+    Observable("motile_concentration", MOTILE_CONCENTRATION, "1e6 / mL", "motile sperm concentration"),
+    Observable("tubules_with_sperm", TUBULES_WITH_SPERM, "dimensionless", "tubule regions holding mature sperm"),
     Observable(
-        "retrieval_conventional_TESE", RETRIEVAL_CONVENTIONAL_TESE, "fraction", "chance a conventional TESE finds sperm"
+        "retrieval_conventional_TESE",
+        RETRIEVAL_CONVENTIONAL_TESE,
+        "dimensionless",
+        "chance a conventional TESE finds sperm",
     ),
-    Observable("retrieval_micro_TESE", RETRIEVAL_MICRO_TESE, "fraction", "chance a micro-TESE finds sperm"),
+    Observable("retrieval_micro_TESE", RETRIEVAL_MICRO_TESE, "dimensionless", "chance a micro-TESE finds sperm"),
 )
 
-#: Unit of every column, for ``DataFrame.attrs["units"]``.
+#: Unit of every column, for ``DataFrame.attrs["units"]``: text that pint parses (``parse_expression``), in
+#: CF/UDUNITS style; ``1e6 / mL`` is million per mL, ``dimensionless`` marks fractions, ratios to healthy,
+#: yes/no values and category labels (:mod:`ra_model.model.units`).
 UNITS: dict[str, str] = {
     TIME_D: "day",
     DOSES_GIVEN: "count",
-    MOTILE_SPERM_PRESENT: "bool",
-    SEMEN_CATEGORY: "category",
+    MOTILE_SPERM_PRESENT: "dimensionless",
+    SEMEN_CATEGORY: "dimensionless",
     **{o.column: o.unit for o in OBSERVABLES},
 }
 

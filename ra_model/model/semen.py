@@ -1,4 +1,17 @@
-"""Semen categories: the cut-offs that turn a sperm concentration into azoospermia ... normal, in one place."""
+"""Semen categories: the cut-offs that turn a sperm concentration into azoospermia ... normal, in one place.
+
+The two detection cut-offs are not free parameters: they are derived from how a semen analysis is done (brief 6:
+the examined volume and the pellet search set the detection limit), as assignment rules of the model
+(``models/ra_testis.ant``) that :func:`detection_limits` evaluates from the same inputs. Each is the
+concentration at which one sperm is expected in what the laboratory examines:
+
+- ``fresh_detection_limit`` = one sperm in ``examined_volume_fresh_uL`` (the fresh count), and
+- ``pellet_detection_limit`` = one sperm in ``pellet_fraction_examined`` x ``ejaculate_volume_mL`` (the
+  centrifuged pellet of the whole ejaculate), which is also ``motile_detection_limit``.
+
+So the deterministic categories of a time course and the simulated semen analyses
+(:mod:`ra_model.studies.semen_analysis`, which counts Poisson sperm in the same volumes) cannot disagree.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +26,61 @@ from ra_model.errors import InvalidValueError
 CATEGORIES: tuple[str, ...] = ("azoospermia", "cryptozoospermia", "oligozoospermia", "normal")
 AZOOSPERMIA, CRYPTOZOOSPERMIA, OLIGOZOOSPERMIA, NORMAL = range(len(CATEGORIES))
 
-#: Model parameters holding the cut-offs (million/mL), lowest first: pellet, fresh count, WHO limit.
+#: Model quantities holding the cut-offs (million/mL), lowest first: pellet, fresh count, WHO limit. The first two
+#: are assignment rules (:data:`DERIVED_LIMITS`), the WHO limit is a parameter.
 LIMIT_PARAMETERS: tuple[str, str, str] = ("pellet_detection_limit", "fresh_detection_limit", "oligozoospermia_limit")
 #: ``DataFrame.attrs`` key of each cut-off (the parameter id with its unit), by parameter id.
 LIMIT_ATTRS: dict[str, str] = {p: f"{p}_M_per_mL" for p in LIMIT_PARAMETERS}
 #: Keyword of each cut-off in :func:`semen_category`, in the order of :data:`LIMIT_PARAMETERS`.
 LIMIT_KEYWORDS: tuple[str, str, str] = ("pellet", "fresh", "oligo")
+#: The model's derived detection limits (assignment rules; never set directly), in the order of
+#: :func:`detection_limits`.
+DERIVED_LIMITS: tuple[str, str, str] = ("fresh_detection_limit", "pellet_detection_limit", "motile_detection_limit")
+#: The parameters the detection limits are derived from (with their units: uL, share, mL).
+DETECTION_INPUTS: tuple[str, str, str] = ("examined_volume_fresh_uL", "pellet_fraction_examined", "ejaculate_volume_mL")
+#: Sperm per (million/mL x uL): a concentration in million/mL times a volume in uL is this many sperm.
+SPERM_PER_M_PER_ML_UL = 1e3
+#: Sperm per (million/mL x mL).
+SPERM_PER_M_PER_ML_ML = 1e6
+
+
+def detection_limits(values: Mapping[str, float]) -> dict[str, float]:
+    """Return the model's derived detection limits from the measurement parameters (million/mL).
+
+    The same formulas as the model's assignment rules: the concentration at which one sperm is expected in the
+    examined volume (fresh count) or in the searched pellet (the whole ejaculate times the searched share).
+
+    Args:
+        values: Parameter values by model id holding :data:`DETECTION_INPUTS` (extra ids are ignored).
+
+    Returns:
+        ``fresh_detection_limit``, ``pellet_detection_limit`` and ``motile_detection_limit`` (= the pellet's),
+        million/mL.
+
+    Raises:
+        InvalidValueError: An input missing, or not a finite number > 0.
+
+    Examples:
+        >>> values = {"examined_volume_fresh_uL": 1, "pellet_fraction_examined": 1, "ejaculate_volume_mL": 4}
+        >>> limits = detection_limits(values)
+        >>> limits["fresh_detection_limit"], limits["pellet_detection_limit"]
+        (0.001, 2.5e-07)
+    """
+    inputs = {}
+    for name in DETECTION_INPUTS:
+        if name not in values:
+            raise InvalidValueError(f"the model has no parameter {name!r}, needed for the semen detection limits")
+        value = values[name]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if isinstance(value, bool) or not (np.isfinite(number) and number > 0):
+            raise InvalidValueError(f"{name} = {value!r}; use a finite number > 0")
+        inputs[name] = number
+    fresh = 1.0 / (inputs["examined_volume_fresh_uL"] * SPERM_PER_M_PER_ML_UL)
+    pellet = 1.0 / (inputs["pellet_fraction_examined"] * inputs["ejaculate_volume_mL"] * SPERM_PER_M_PER_ML_ML)
+    return {"fresh_detection_limit": fresh, "pellet_detection_limit": pellet, "motile_detection_limit": pellet}
 
 
 def check_limits(pellet: npt.ArrayLike, fresh: npt.ArrayLike, oligo: npt.ArrayLike) -> None:
@@ -58,27 +120,33 @@ def check_limits(pellet: npt.ArrayLike, fresh: npt.ArrayLike, oligo: npt.ArrayLi
         i = int(np.flatnonzero(wrong)[0])
         text = ", ".join(f"{n} = {a.flat[i]:g}" for n, a in zip(LIMIT_PARAMETERS, (p, f, o), strict=True))
         raise InvalidValueError(
-            f"semen category limits {text} are out of order; use pellet_detection_limit <= fresh_detection_limit "
-            "<= oligozoospermia_limit (million/mL)"
+            f"semen category limits {text} are out of order; they must rise from the pellet to the fresh count to "
+            "the WHO limit (million/mL): search a larger share of the ejaculate in the pellet "
+            "(pellet_fraction_examined x ejaculate_volume_mL) than the fresh count examines "
+            "(examined_volume_fresh_uL), "
+            "and keep oligozoospermia_limit above the fresh-count limit"
         )
 
 
 def limits_from(values: Mapping[str, float]) -> dict[str, float]:
     """Return the three cut-offs from parameter values by id, as keyword arguments of :func:`semen_category`.
 
+    The detection limits are derived (:func:`detection_limits`) from the measurement parameters in ``values``;
+    derived ids in ``values`` are ignored, so the cut-offs always follow the measurement.
+
     Args:
-        values: Parameter values by model id (holding the ids in :data:`LIMIT_PARAMETERS`).
+        values: Parameter values by model id (holding :data:`DETECTION_INPUTS` and ``oligozoospermia_limit``).
 
     Returns:
         ``{"pellet": ..., "fresh": ..., "oligo": ...}``, million/mL, checked by :func:`check_limits`.
 
     Raises:
-        InvalidValueError: A limit missing, not a positive number, or out of order.
+        InvalidValueError: A parameter missing, not a positive number, or limits out of order.
     """
-    missing = [p for p in LIMIT_PARAMETERS if p not in values]
-    if missing:
-        raise InvalidValueError(f"the model has no parameter {missing[0]!r}, needed for the semen category")
-    limits = {k: float(values[p]) for k, p in zip(LIMIT_KEYWORDS, LIMIT_PARAMETERS, strict=True)}
+    if "oligozoospermia_limit" not in values:
+        raise InvalidValueError("the model has no parameter 'oligozoospermia_limit', needed for the semen category")
+    derived = detection_limits(values) | {"oligozoospermia_limit": values["oligozoospermia_limit"]}
+    limits = {k: float(derived[p]) for k, p in zip(LIMIT_KEYWORDS, LIMIT_PARAMETERS, strict=True)}
     check_limits(**limits)
     return limits
 

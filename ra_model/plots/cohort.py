@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from ra_model.model import columns as C  # noqa: E402
+from ra_model.model import columns as C
+from ra_model.plots.canvas import subplots
 
 if TYPE_CHECKING:
     from ra_model.studies.experiments import ExperimentResult
@@ -30,19 +27,42 @@ STAGES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Summary columns of the spread over measurement draws (see ra_model.studies.experiments.cohort).
+_DRAWS_LOW, _DRAWS_HIGH = "rate_draws_p2_5", "rate_draws_p97_5"
+
+
 def plot_response(summary: pd.DataFrame, comparison: pd.DataFrame | None = None) -> Figure:
-    """Response rate with 95% CI per cohort and group, with published rates and intervals beside them."""
+    """Response rate per cohort and group with both intervals, and the published rates beside them.
+
+    Each simulated bar carries the binomial 95% interval (black whisker) and, where the summary has it, the
+    2.5-97.5 percentile spread of the rate over re-drawn semen analyses of the same men (a thick red bar
+    just right of the whisker); published rates carry their Wilson interval.
+    """
     groups = list(dict.fromkeys(summary["group"]))
     cohorts = list(dict.fromkeys(summary["cohort"]))
     n_series = len(cohorts) + (1 if comparison is not None and len(comparison) else 0)
     width = 0.8 / max(n_series, 1)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = subplots(figsize=(8, 4.5))
     x = np.arange(len(groups))
+    spread_drawn = False
     for j, cohort in enumerate(cohorts):
         part = summary[summary["cohort"] == cohort].set_index("group").reindex(groups)
         rate = part["rate"].to_numpy(dtype=float)
         err = np.vstack([rate - part["ci_low"].to_numpy(dtype=float), part["ci_high"].to_numpy(dtype=float) - rate])
-        ax.bar(x + j * width, rate, width, yerr=err, capsize=3, label=f"simulated: {cohort}")
+        ax.bar(x + j * width, rate, width, yerr=err, capsize=3, label=f"simulated: {cohort} (binomial 95% CI)")
+        if _DRAWS_LOW in part and np.isfinite(part[_DRAWS_LOW].to_numpy(dtype=float)).any():
+            low = part[_DRAWS_LOW].to_numpy(dtype=float)
+            high = part[_DRAWS_HIGH].to_numpy(dtype=float)
+            ax.vlines(
+                x + j * width + width * 0.18,
+                low,
+                high,
+                colors="tab:red",
+                zorder=3,
+                linewidth=4,
+                label="_nolegend_" if spread_drawn else "spread over measurement draws (2.5-97.5%)",
+            )
+            spread_drawn = True
     if comparison is not None and len(comparison):
         pub = comparison.drop_duplicates("group").set_index("group").reindex(groups)
         rate = pub["published_rate"].to_numpy(dtype=float)
@@ -63,7 +83,7 @@ def plot_response(summary: pd.DataFrame, comparison: pd.DataFrame | None = None)
 
 def plot_time_to_response(curves: pd.DataFrame, *, cohort: str | None = None) -> Figure:
     """Cumulative share of men responding by visit day, per group."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = subplots(figsize=(6.5, 4))
     part = curves if cohort is None else curves[curves["cohort"] == cohort]
     for group, g in part.groupby("group", sort=False):
         ax.step(g["day"], g["fraction_responded"], where="post", label=str(group).replace("_", " "))
@@ -78,7 +98,7 @@ def plot_time_to_response(curves: pd.DataFrame, *, cohort: str | None = None) ->
 
 def plot_peak_concentration(results: pd.DataFrame, *, column: str, by: str, mask: pd.Series | None = None) -> Figure:
     """Histogram of the peak sperm concentration (log scale) per group."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = subplots(figsize=(6.5, 4))
     part = results if mask is None else results[mask]
     floor = 1e-6
     bins = [float(b) for b in np.logspace(-6, 2.5, 35)]
@@ -97,7 +117,7 @@ def plot_peak_concentration(results: pd.DataFrame, *, column: str, by: str, mask
 def plot_heatmap(summary: pd.DataFrame) -> Figure:
     """Response rate per dose x duration cell, one panel per histology."""
     histologies = list(dict.fromkeys(summary["histology"]))
-    fig, axes = plt.subplots(1, len(histologies), figsize=(5 * len(histologies), 4), squeeze=False)
+    fig, axes = subplots(1, len(histologies), figsize=(5 * len(histologies), 4), squeeze=False)
     for ax, h in zip(axes[0], histologies, strict=True):
         part = summary[summary["histology"] == h]
         table = part.pivot(index="dose", columns="duration_d", values="rate")
@@ -117,7 +137,7 @@ def plot_heatmap(summary: pd.DataFrame) -> Figure:
 def plot_germ_cells(results: pd.DataFrame, *, runs: Sequence[str] | None = None) -> Figure:
     """Germ cells per stage (Mcell, both testes) and ejaculate concentration over time, per run."""
     runs = list(runs or dict.fromkeys(results["run"]))
-    fig, axes = plt.subplots(len(runs), 2, figsize=(11, 3.2 * len(runs)), squeeze=False)
+    fig, axes = subplots(len(runs), 2, figsize=(11, 3.2 * len(runs)), squeeze=False)
     for row, run in zip(axes, runs, strict=True):
         part = results[results["run"] == run]
         t = part[C.TIME_D]
@@ -142,7 +162,7 @@ def plot_germ_cells(results: pd.DataFrame, *, runs: Sequence[str] | None = None)
 
 def plot_population_fit(report: pd.DataFrame, trace: pd.DataFrame) -> Figure:
     """Targets against simulated response rates, and the objective over the fitted grid."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = subplots(1, 2, figsize=(11, 4))
     x = np.arange(len(report))
     left.bar(x - 0.2, report["published_or_assumed"], 0.4, label="target (brief)", color="k", alpha=0.6)
     left.bar(x + 0.2, report["simulated"], 0.4, label="simulated")
@@ -200,6 +220,6 @@ def experiment_figures(result: ExperimentResult) -> Mapping[str, Figure]:
 
 
 def close(figures: Mapping[str, Figure]) -> None:
-    """Release figures' memory."""
+    """Release figures' memory: pyplot-free figures are in no registry, so clearing them is all there is."""
     for fig in figures.values():
-        plt.close(fig)
+        fig.clear()

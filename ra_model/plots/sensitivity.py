@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from ra_model.plots.canvas import subplots
 
 
 def index_figures(indices: pd.DataFrame, *, title: str = "") -> dict[str, Figure]:
@@ -40,7 +38,7 @@ def plot_indices(indices: pd.DataFrame, *, metric: str, title: str = "") -> Figu
     key = "ST" if sobol else "mu_star"
     rows = rows.sort_values(key)
     y = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.6))
+    fig, ax = subplots(figsize=(7, 0.45 * len(rows) + 1.6))
     if sobol:
         ax.barh(y + 0.2, rows["ST"], height=0.4, xerr=rows["ST_conf"], label="total (ST)", color="#4477aa")
         ax.barh(y - 0.2, rows["S1"], height=0.4, xerr=rows["S1_conf"], label="first order (S1)", color="#88ccee")
@@ -69,7 +67,7 @@ def plot_tornado(local: pd.DataFrame, *, metric: str, title: str = "") -> Figure
     rows = rows.sort_values("span")
     base = float(rows["base"].iloc[0])
     y = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.6))
+    fig, ax = subplots(figsize=(7, 0.45 * len(rows) + 1.6))
     ax.barh(y, rows["low"] - base, left=base, color="#cc6677", label="parameter - step")
     ax.barh(y, rows["high"] - base, left=base, color="#117733", label="parameter + step")
     labels = [f"{p} (S = {s:.2g})" for p, s in zip(rows["parameter"], rows["normalised_sensitivity"], strict=True)]

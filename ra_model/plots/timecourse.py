@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from ra_model.errors import InvalidValueError  # noqa: E402
-from ra_model.model import columns as C  # noqa: E402
+from ra_model.errors import InvalidValueError
+from ra_model.model import columns as C
+from ra_model.plots.canvas import subplots
 
 #: The panels of the standard figure (defined with the column names).
 STANDARD_PANELS = C.STANDARD_PANELS
@@ -38,13 +36,17 @@ def plot_timecourse(tables: pd.DataFrame | Sequence[pd.DataFrame], *, labels: Se
     """
     frames = [tables] if isinstance(tables, pd.DataFrame) else list(tables)
     names = list(labels) if labels else [_label(t) for t in frames]
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7), sharex=True, layout="constrained")
+    fig, axes = subplots(2, 3, figsize=(13, 7), sharex=True, layout="constrained")
     for ax, (column, title, log_scale) in zip(axes.flat, STANDARD_PANELS, strict=True):
         for frame, name in zip(frames, names, strict=True):
+            if column == C.PLASMA_ISOTRETINOIN and _sub_daily(frame):
+                _plot_daily_band(ax, frame, column, label=name)
+                continue
             y = frame[column]
             if log_scale:
-                y = y.clip(lower=1e-6)  # display only: log axes cannot show zero
+                y = y.clip(lower=_log_floor(frames))  # display only: log axes cannot show zero
             ax.plot(frame[C.TIME_D], y, label=name)
+        note = _plasma_note(frames) if column == C.PLASMA_ISOTRETINOIN else None
         if log_scale:
             ax.set_yscale("log")
             limit = frames[0].attrs.get("motile_detection_limit_M_per_mL")
@@ -52,6 +54,9 @@ def plot_timecourse(tables: pd.DataFrame | Sequence[pd.DataFrame], *, labels: Se
                 ax.axhline(limit, color="grey", ls=":", lw=1)
                 ax.annotate("detection limit (motile)", (0, limit), fontsize=7, color="grey", va="bottom")
         ax.set_title(title, fontsize=10)
+        if note:
+            box = {"facecolor": "white", "alpha": 0.8, "lw": 0}
+            ax.text(0.02, 0.97, note, transform=ax.transAxes, fontsize=7, color="dimgrey", va="top", bbox=box)
         ax.grid(alpha=0.3)
     # dose markers and the dosing period, from every table that has doses (an untreated run has none)
     doses = sorted({d for frame in frames for d in frame.attrs.get("dose_times_d", [])})
@@ -63,8 +68,60 @@ def plot_timecourse(tables: pd.DataFrame | Sequence[pd.DataFrame], *, labels: Se
             ax.axvspan(first, last, color="orange", alpha=0.12, lw=0)
     for ax in axes[1]:
         ax.set_xlabel("time (days)")
-    axes.flat[0].legend(fontsize=8, loc="upper right")
+    axes.flat[0].legend(fontsize=8, loc="center right")
     return fig
+
+
+#: Note on the plasma panel when tables are sampled within the day.
+PLASMA_BAND_NOTE = "line: daily mean; band: lowest to highest within the day"
+#: Note on the plasma panel when a dosed table is sampled once per dosing interval or less often.
+PLASMA_SAMPLED_NOTE = "one sample every {step:g} d ({doses:g} doses): the swing is not shown (use --step 1h)"
+
+
+def _log_floor(frames: Sequence[pd.DataFrame]) -> float:
+    """Lowest value drawn on a log panel: a decade below the detection limit, so zero never looks detected."""
+    limits = [
+        float(f.attrs["motile_detection_limit_M_per_mL"])
+        for f in frames
+        if f.attrs.get("motile_detection_limit_M_per_mL")
+    ]
+    return min([1e-6, *(limit / 10.0 for limit in limits if limit > 0)])
+
+
+def _steps_d(frame: pd.DataFrame) -> float:
+    times = frame[C.TIME_D].to_numpy(dtype=float)
+    return float(pd.Series(times).diff().median()) if len(times) > 1 else float("nan")
+
+
+def _sub_daily(frame: pd.DataFrame) -> bool:
+    """True when the table has several rows per day (the within-day swing of the drug can be drawn)."""
+    return _steps_d(frame) < 0.5
+
+
+def _plot_daily_band(ax: Axes, frame: pd.DataFrame, column: str, *, label: str) -> None:
+    """Draw a sub-daily column as its daily mean with the day's lowest-to-highest band."""
+    day = frame[C.TIME_D].to_numpy(dtype=float) // 1.0
+    daily = frame.groupby(day)[column].agg(["mean", "min", "max"])
+    (line,) = ax.plot(daily.index + 0.5, daily["mean"], label=label)
+    ax.fill_between(daily.index + 0.5, daily["min"], daily["max"], color=line.get_color(), alpha=0.25, lw=0)
+
+
+def _plasma_note(frames: Sequence[pd.DataFrame]) -> str | None:
+    """Say on the plasma panel how it was drawn, so a sampling artefact is never read as the level."""
+    dosed = [f for f in frames if len(f.attrs.get("dose_times_d", ())) > 1]
+    if any(_sub_daily(f) for f in frames):
+        text = PLASMA_BAND_NOTE
+    elif dosed:
+        frame = dosed[0]
+        doses = frame.attrs["dose_times_d"]
+        interval = float(pd.Series(list(doses)).diff().median())
+        step = _steps_d(frame)
+        if step < interval:
+            return None
+        text = PLASMA_SAMPLED_NOTE.format(step=step, doses=step / interval)
+    else:
+        return None
+    return text
 
 
 def plot_foci(

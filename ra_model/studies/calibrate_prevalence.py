@@ -2,7 +2,8 @@
 
 The target is the ``prevalence`` stage of ``models/calibration_targets.csv``: the share of untreated men,
 drawn around a phenotype preset (healthy: the general population), whose ejaculate holds no sperm even
-in a centrifuged pellet (ejaculate concentration below the model parameter ``pellet_detection_limit``).
+in a centrifuged pellet (ejaculate concentration below the model's ``pellet_detection_limit``, derived from
+the measurement: one sperm expected in the searched pellet; :func:`ra_model.model.semen.detection_limits`).
 One spread is fitted, the SD of the logit of ``focus_share`` (the share of tubules holding germ cells,
 ``[variability.focus_share]`` in ``models/population.toml``, marked ``uncertain``); every other spread is
 held at its documented value. The same men are simulated at every candidate spread (common random
@@ -94,7 +95,7 @@ def azoospermic_at_baseline(samples: pd.DataFrame, *, n_classes: int = 8, worker
 
     The men run on the sweep engine's fast path for one untreated day from their own steady state; the
     metric is their semen category at the start (:func:`baseline_azoospermia`: the cut-offs of
-    :mod:`ra_model.model.semen`, azoospermia below the model's ``pellet_detection_limit``).
+    :mod:`ra_model.model.semen`, azoospermia below the model's derived ``pellet_detection_limit``).
 
     Args:
         samples: Rows from :func:`ra_model.studies.population.draw_patients` (one histology or several).

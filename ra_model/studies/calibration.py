@@ -52,7 +52,10 @@ STAGE_PARAMETERS: dict[str, tuple[str, ...]] = {
     "germ": ("stem_niche",),
 }
 #: Stages of the same target file fitted by other modules (skipped here).
-OTHER_STAGES = {"population": "ra_model.studies.calibrate_population"}
+OTHER_STAGES = {
+    "population": "ra_model.studies.calibrate_population",
+    "prevalence": "ra_model.studies.calibrate_prevalence",
+}
 
 
 @dataclass(frozen=True)

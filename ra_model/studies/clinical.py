@@ -1,20 +1,35 @@
-"""Clinical readouts: simulated semen analyses at trial visits, the trial's responder rule, cohort summaries.
+"""Clinical readouts: semen analyses at trial visits, the trial's responder rule, cohort summaries.
 
-A simulation is reduced to semen analyses at the visit days (:func:`semen_analyses`, a picklable
-metric for :func:`ra_model.studies.sweep.run_sweep`). The responder rule is applied afterwards to those
-visit values (:func:`classify`), so one set of simulations can be read with different treatment
-windows. Each visit's sperm concentration falls in a semen category (azoospermia, cryptozoospermia,
-oligozoospermia, normal: :mod:`ra_model.model.semen`); the trial enrols men with no sperm in a fresh
-count (azoospermic or cryptozoospermic) and counts a response when motile sperm are present and the
-category is better than at baseline. Cohort summaries give response rates with binomial confidence
-intervals, cumulative time-to-response curves and the distribution of peak concentrations.
+A simulation is reduced to the model's sperm concentrations at the visit days (:func:`semen_analyses`, a
+picklable metric for :func:`ra_model.studies.sweep.run_sweep`). The rules are applied afterwards, so one set of
+simulations can be read with different treatment windows, in one of two ways:
+
+- **on simulated semen analyses** (:func:`measure`, :func:`classify_measured`; what cohorts publish): each visit
+  becomes one laboratory analysis of one ejaculate (:mod:`ra_model.studies.semen_analysis`: between-ejaculate
+  variation, Poisson counting in the fresh drop and the pellet, motility), seeded by (seed, man, visit). As a
+  clinic does (brief 6), the baseline is confirmed on two analyses: a screening analysis
+  :data:`SCREENING_DAY_D` (two weeks before the first dose) and the baseline analysis on day 0. A man is
+  enrolled when neither shows sperm in a fresh count; his baseline category is the better of the two
+  (cryptozoospermic if either found sperm in the pellet). A visit is positive when motile sperm are seen and
+  the category is better than at baseline; a responder has ``consecutive`` positive analyses in a row.
+  :func:`endpoints` applies the same rules to arrays of re-drawn analyses (vectorised), so a cohort can show
+  how far its rates move with the measurement alone.
+- **on the model's expected concentrations** (:func:`classify`; used by grids, single runs and the population
+  calibration): each visit's concentration is put in a semen category at the model's derived detection
+  limits (:mod:`ra_model.model.semen`, the concentrations at which one sperm is expected in the examined
+  volume), with one baseline analysis.
+
+Cohort summaries give response rates with binomial confidence intervals, cumulative time-to-response curves
+and the distribution of peak concentrations.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +39,7 @@ from scipy import stats
 from ra_model.errors import InvalidValueError
 from ra_model.model import columns as C
 from ra_model.model import semen
+from ra_model.studies import semen_analysis
 
 #: Metric name under which :func:`semen_analyses` is registered in a sweep.
 METRIC = "semen"
@@ -49,6 +65,30 @@ PEAK_AT_VISITS = "peak_concentration_at_visits_M_per_mL"  #: highest concentrati
 AZOOSPERMIC_AT_END = "azoospermic_at_last_visit"  #: no sperm at or above the threshold at the last visit
 #: The label of a cryptozoospermic baseline in ``baseline_semen_category``.
 CRYPTOZOOSPERMIC = semen.CATEGORIES[semen.CRYPTOZOOSPERMIA]
+
+#: Day of the screening analysis that, with the day-0 baseline analysis, confirms the baseline on two analyses
+#: (brief 6: clinics confirm azoospermia on two analyses). Two weeks before the first dose (assumed; clinics
+#: repeat the analysis after a few weeks). The man is untreated and at his steady state then, so his true
+#: concentration is day 0's; only the measurement differs.
+SCREENING_DAY_D = -14.0
+#: Re-draws of every analysis for the spread of a cohort's rates over measurement draws (the same simulated
+#: men; 200 put the 2.5th and 97.5th percentiles about 5 draws from each end).
+DEFAULT_REDRAWS = 200
+#: Prefix of the simulated analyses' columns (:func:`measure`): ``semen.analysis.category_d30`` is the category
+#: of the day-30 analysis, and so on. Day keys as :func:`visit_key` (``d-14`` for the screening analysis).
+ANALYSIS_PREFIX = f"{METRIC}.analysis."
+#: Semen category of each simulated analysis (text; None for a man who failed to simulate).
+ANALYSIS_CATEGORY_PREFIX = f"{ANALYSIS_PREFIX}category_d"
+#: Motile sperm seen in each simulated analysis (in the fresh count, or in the pellet when it was searched).
+ANALYSIS_MOTILE_PREFIX = f"{ANALYSIS_PREFIX}motile_seen_d"
+#: Measured concentration of each simulated analysis, million/mL (the fresh count over the examined volume).
+ANALYSIS_CONCENTRATION_PREFIX = f"{ANALYSIS_PREFIX}conc_d"
+#: Sperm seen in the fresh count of each simulated analysis.
+ANALYSIS_FRESH_PREFIX = f"{ANALYSIS_PREFIX}fresh_count_d"
+#: Sperm seen in the searched pellet of each simulated analysis (NaN where the pellet was not searched).
+ANALYSIS_PELLET_PREFIX = f"{ANALYSIS_PREFIX}pellet_count_d"
+#: Column naming a man in a results table (his analyses are seeded by it).
+MAN_ID = "sample_id"
 
 
 def visit_key(day: float) -> str:
@@ -368,3 +408,271 @@ def peak_distribution(
                 }
             )
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------- simulated analyses
+def measurement_settings(results: pd.DataFrame) -> list[semen_analysis.MeasurementSettings]:
+    """Return each man's measurement parameters: the table's, replaced by his own columns where he has them.
+
+    A results row that carries a measurement parameter as a column (an override or a sampled value) uses it; the
+    oligozoospermia limit recorded by the simulation (``semen.oligozoospermia_limit_M_per_mL``) is used where
+    present. Identical settings are built once.
+
+    Args:
+        results: One row per man (a cohort's sweep table).
+
+    Returns:
+        One :class:`~ra_model.studies.semen_analysis.MeasurementSettings` per row.
+
+    Raises:
+        InvalidValueError: A man's value outside its domain.
+    """
+    names = [f.name for f in dataclasses.fields(semen_analysis.MeasurementSettings)]
+    oligo = f"{METRIC}.{semen.LIMIT_ATTRS['oligozoospermia_limit']}"
+    columns = {name: results[name].to_numpy() for name in names if name in results.columns}
+    if "oligozoospermia_limit" not in columns and oligo in results.columns:
+        columns["oligozoospermia_limit"] = results[oligo].to_numpy(dtype=float)
+    built: dict[tuple[tuple[str, float], ...], semen_analysis.MeasurementSettings] = {}
+    out = []
+    for i in range(len(results)):
+        values = tuple((name, float(array[i])) for name, array in columns.items() if not pd.isna(array[i]))
+        if values not in built:
+            built[values] = semen_analysis.MeasurementSettings.from_parameters(dict(values))
+        out.append(built[values])
+    return out
+
+
+def analysis_days(results: pd.DataFrame, *, window_d: tuple[float, float] | None = None) -> list[float]:
+    """Return the days of a man's simulated analyses: the screening day, baseline (day 0), the visits in the window.
+
+    Args:
+        results: Rows with ``semen.conc_d<day>`` columns (:func:`semen_analyses`).
+        window_d: Only visits with first <= day <= last count for response (baseline is day 0 always).
+
+    Returns:
+        ``[SCREENING_DAY_D, 0.0, *follow-up days]``.
+
+    Raises:
+        InvalidValueError: No baseline visit, or no follow-up visit in the window.
+    """
+    days = visit_days_in(results)
+    if 0.0 not in days:
+        raise InvalidValueError("results have no baseline visit (day 0); add 0 to the visit days")
+    follow = [d for d in days if d > 0 and (window_d is None or window_d[0] <= d <= window_d[1])]
+    if not follow:
+        raise InvalidValueError(f"no visits after baseline inside the window {window_d}; add visit days")
+    return [SCREENING_DAY_D, 0.0, *follow]
+
+
+def measure(
+    results: pd.DataFrame,
+    *,
+    seed: int,
+    window_d: tuple[float, float] | None = None,
+    redraws: int = 0,
+    main: bool = True,
+    redraw_counts: bool = False,
+) -> tuple[pd.DataFrame, semen_analysis.VisitAnalyses]:
+    """Simulate every man's semen analyses at the screening day, baseline and each visit in the window.
+
+    Each analysis reads the model's concentration at the visit (the screening analysis reads day 0's: the man is
+    untreated and at steady state before the first dose) and is seeded by (seed, man id, day), so a man's
+    analyses do not depend on who else is in the cohort.
+
+    Args:
+        results: One row per man with a ``sample_id`` and the ``semen.conc_d<day>`` columns; rows whose
+            ``status`` is not ``"ok"`` get no analyses.
+        seed: The study's seed.
+        window_d: Visits counted (as :func:`classify`).
+        redraws: Re-draws of every analysis (:func:`ra_model.studies.semen_analysis.visit_analyses`).
+        main: Draw the analyses themselves (False: only the re-draws, for a cohort's spread).
+        redraw_counts: Re-draw motile counts, not only whether any are seen (for a response threshold).
+
+    Returns:
+        A copy of ``results`` with the analyses' columns (``semen.analysis.*``: category, motile sperm seen,
+        measured concentration, fresh and pellet counts per day; absent when ``main`` is False), and the
+        analyses as arrays (columns in the order of :func:`analysis_days`).
+
+    Raises:
+        InvalidValueError: No ``sample_id`` column, no baseline or follow-up visit, or a bad measurement value.
+    """
+    if MAN_ID not in results.columns:
+        raise InvalidValueError(f"results have no {MAN_ID!r} column; the analyses are seeded by each man's id")
+    days = analysis_days(results, window_d=window_d)
+    ok = _ok(results)
+    conc = np.column_stack(
+        [results[f"{CONCENTRATION_PREFIX}{visit_key(max(d, 0.0))}"].to_numpy(dtype=float) for d in days]
+    )
+    conc[~ok] = np.nan
+    drawn = semen_analysis.visit_analyses(
+        conc,
+        days,
+        seed=seed,
+        man_ids=results[MAN_ID].tolist(),
+        settings=measurement_settings(results),
+        redraws=redraws,
+        main=main,
+        redraw_counts=redraw_counts,
+    )
+    out = results.copy()
+    if main:
+        columns: dict[str, Any] = {}
+        for j, day in enumerate(days):
+            key = visit_key(day)
+            columns[f"{ANALYSIS_CATEGORY_PREFIX}{key}"] = semen.category_labels(drawn.category_code[:, j])
+            columns[f"{ANALYSIS_MOTILE_PREFIX}{key}"] = drawn.motile_seen[:, j]
+            columns[f"{ANALYSIS_CONCENTRATION_PREFIX}{key}"] = drawn.measured_concentration_M_per_mL[:, j]
+            columns[f"{ANALYSIS_FRESH_PREFIX}{key}"] = drawn.fresh_count[:, j]
+            columns[f"{ANALYSIS_PELLET_PREFIX}{key}"] = drawn.pellet_count[:, j]
+        out = pd.concat(
+            [out.drop(columns=[c for c in columns if c in out.columns]), pd.DataFrame(columns, index=out.index)], axis=1
+        )
+    return out, drawn
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """The trial's endpoints read from analyses, as arrays (a leading axis for re-draws when there is one).
+
+    Attributes:
+        eligible: Enrolled by the rule: no sperm in a fresh count on both baseline analyses (everyone who simulated
+            without screening).
+        baseline_code: The better category of the two baseline analyses (-1 for a man who failed).
+        responder: Eligible, with ``consecutive`` positive analyses in a row.
+        first_index: Index (among the follow-up analyses) of the first analysis of the first qualifying run; -1
+            for none.
+        last_positive: Motile sperm seen (at the threshold) in the last follow-up analysis.
+    """
+
+    eligible: npt.NDArray[np.bool_]
+    baseline_code: npt.NDArray[np.int8]
+    responder: npt.NDArray[np.bool_]
+    first_index: npt.NDArray[np.int64]
+    last_positive: npt.NDArray[np.bool_]
+
+
+def endpoints(
+    codes: npt.ArrayLike,
+    motile_seen: npt.ArrayLike,
+    rule: ResponseRule,
+    *,
+    sperm_per_concentration: npt.ArrayLike | None = None,
+) -> Endpoints:
+    """Apply the screening and responder rules to analyses (vectorised; any leading axes, e.g. re-draws).
+
+    Columns: the screening analysis, the baseline analysis, then the follow-up analyses (:func:`analysis_days`).
+    A man is eligible (``rule.screen``) when neither baseline analysis shows sperm in a fresh count; his baseline
+    category is the better of the two. A follow-up analysis is positive when motile sperm are seen and its
+    category is better than the baseline (an azoospermic man: any sperm; a cryptozoospermic man: sperm in a fresh
+    count). With ``rule.threshold_M_per_mL`` the measured motile concentration (motile sperm in the fresh count
+    over the examined volume) must also reach it.
+
+    Args:
+        codes: Category codes, shape (..., men, analyses); -1 for a man who failed.
+        motile_seen: Motile sperm seen (counts or booleans), the same shape.
+        rule: The trial's rule.
+        sperm_per_concentration: Motile sperm seen per million/mL of measured motile concentration (the examined fresh
+            volume in sperm per million/mL), one per man, broadcasting against (men, 1); needed with a threshold.
+
+    Returns:
+        The endpoints, shape (..., men).
+
+    Raises:
+        InvalidValueError: Fewer than three analyses, shapes that differ, or a threshold without
+            ``sperm_per_concentration``.
+    """
+    code = np.asarray(codes)
+    motile = np.asarray(motile_seen)
+    if code.shape != motile.shape or code.ndim < 2 or code.shape[-1] < 3:
+        raise InvalidValueError(
+            f"analyses of shapes {code.shape} and {motile.shape}; give category codes and motile sperm of one shape "
+            "(..., men, analyses) with the screening, baseline and at least one follow-up analysis"
+        )
+    screening, baseline_visit, later = code[..., 0], code[..., 1], code[..., 2:]
+    ok = (screening >= 0) & (baseline_visit >= 0)
+    no_fresh = (screening <= semen.CRYPTOZOOSPERMIA) & (baseline_visit <= semen.CRYPTOZOOSPERMIA)
+    eligible = ok & no_fresh if rule.screen else ok
+    baseline = np.where(ok, np.maximum(screening, baseline_visit), -1).astype(np.int8)
+    present = motile[..., 2:] > 0
+    if rule.threshold_M_per_mL is not None:
+        if sperm_per_concentration is None:
+            raise InvalidValueError("a response threshold needs the examined volume (sperm_per_concentration)")
+        per = np.asarray(sperm_per_concentration, dtype=float).reshape(-1, 1)
+        measured = np.where(later >= semen.OLIGOZOOSPERMIA, motile[..., 2:] / per, 0.0)
+        present &= measured >= rule.threshold_M_per_mL
+    positive = present & (later > baseline[..., None])
+    k = rule.consecutive
+    n_follow = positive.shape[-1]
+    if k > n_follow:
+        runs = np.zeros((*positive.shape[:-1], 0), dtype=bool)
+    else:
+        counts = np.cumsum(positive, axis=-1, dtype=np.int32)
+        padded = np.concatenate([np.zeros((*counts.shape[:-1], 1), dtype=np.int32), counts], axis=-1)
+        runs = (padded[..., k:] - padded[..., : n_follow - k + 1]) == k
+    hit = runs.any(axis=-1) if runs.shape[-1] else np.zeros(positive.shape[:-1], dtype=bool)
+    first = np.where(hit, runs.argmax(axis=-1) if runs.shape[-1] else 0, -1).astype(np.int64)
+    return Endpoints(
+        eligible=eligible,
+        baseline_code=baseline,
+        responder=hit & eligible,
+        first_index=first,
+        last_positive=present[..., -1] & ok,
+    )
+
+
+def classify_measured(
+    results: pd.DataFrame,
+    analyses: semen_analysis.VisitAnalyses,
+    rule: ResponseRule,
+) -> pd.DataFrame:
+    """Apply the screening and responder rules to each man's simulated analyses (:func:`measure`).
+
+    Args:
+        results: What :func:`measure` returned (its table), one row per man.
+        analyses: Its analyses, drawn with the same window.
+        rule: The trial's rule.
+
+    Returns:
+        A copy with ``baseline_semen_category`` (the better of the two baseline analyses), ``eligible``,
+        ``responder``, ``time_to_response_d`` (day of the first analysis of the first qualifying run),
+        ``peak_concentration_at_visits_M_per_mL`` (the model's highest concentration at a follow-up visit) and
+        ``azoospermic_at_last_visit`` (no motile sperm seen in the last analysis), None/NaN/False for failed rows.
+
+    Raises:
+        InvalidValueError: Analyses that do not match the table.
+    """
+    if analyses.category_code.shape[0] != len(results) or (analyses.category_code < -1).any():
+        raise InvalidValueError("the analyses do not match the results table; draw them with measure(results)")
+    follow = list(analyses.visit_days[2:])
+    ok = _ok(results)
+    found = endpoints(
+        analyses.category_code,
+        analyses.motile_seen,
+        rule,
+        sperm_per_concentration=motile_per_concentration(results),
+    )
+    out = results.copy()
+    out[BASELINE_CATEGORY] = semen.category_labels(found.baseline_code)
+    out[ELIGIBLE] = found.eligible
+    out[RESPONDER] = found.responder
+    days = np.asarray(follow, dtype=float)
+    out[TIME_TO_RESPONSE_D] = np.where(found.responder, days[np.maximum(found.first_index, 0)], np.nan)
+    conc = np.column_stack([out[f"{CONCENTRATION_PREFIX}{visit_key(d)}"].to_numpy(dtype=float) for d in follow])
+    peak = np.full(len(out), np.nan)
+    peak[ok] = np.nanmax(conc[ok], axis=1)
+    out[PEAK_AT_VISITS] = peak
+    out[AZOOSPERMIC_AT_END] = ok & ~found.last_positive
+    return out
+
+
+def _ok(results: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """Return which rows simulated (``status == "ok"``; all of them without a status column)."""
+    if "status" not in results:
+        return np.ones(len(results), dtype=bool)
+    return (results["status"] == "ok").to_numpy(dtype=bool)
+
+
+def motile_per_concentration(results: pd.DataFrame) -> npt.NDArray[np.float64]:
+    """Return each man's sperm counted per million/mL in the fresh count (his examined volume, for a threshold)."""
+    settings = measurement_settings(results) if len(results) else []
+    return np.array([s.examined_volume_fresh_uL * semen.SPERM_PER_M_PER_ML_UL for s in settings], dtype=float)

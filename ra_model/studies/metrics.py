@@ -56,9 +56,20 @@ def testis_atRA_auc(table: pd.DataFrame) -> float:
     return float(np.trapezoid(table[C.TESTIS_ATRA].to_numpy(dtype=float), table[C.TIME_D].to_numpy(dtype=float)))
 
 
-def responder(table: pd.DataFrame) -> bool:
-    """Return True if motile sperm are at or above the detection limit at some output time."""
+def motile_sperm_seen(table: pd.DataFrame) -> bool:
+    """Return True if motile sperm are at or above the detection limit at some output time, baseline included."""
     return bool(table[C.MOTILE_SPERM_PRESENT].any())
+
+
+def responder(table: pd.DataFrame) -> bool:
+    """Return True for a man who had no motile sperm at baseline and has them at some later output time.
+
+    The sweep's view of the trial's endpoint: a man with motile sperm at the first output time (before the
+    drug acts) is not a responder, as the cohort excludes him. The cohort endpoint itself is stricter (simulated
+    semen analyses, two consecutive visits, a better category than baseline); use a cohort experiment for it.
+    """
+    present = table[C.MOTILE_SPERM_PRESENT].to_numpy(dtype=bool)
+    return bool(present.size > 1 and not present[0] and present[1:].any())
 
 
 #: The built-in metrics by the name used in sweep specs and result columns.
@@ -66,8 +77,29 @@ BUILTIN_METRICS: dict[str, Metric] = {
     "peak_ejaculate_concentration": peak_ejaculate_concentration,
     "time_to_first_motile_sperm_d": time_to_first_motile_sperm_d,
     "testis_atRA_auc": testis_atRA_auc,
+    "motile_sperm_seen": motile_sperm_seen,
     "responder": responder,
 }
+
+#: Units of the built-in metrics' columns (pint-parseable, as :data:`ra_model.model.columns.UNITS`). A user
+#: metric declares its own with a ``units`` attribute on the function (``my_metric.units = "nM"``).
+METRIC_UNITS: dict[str, str] = {
+    "peak_ejaculate_concentration": "1e6 / mL",
+    "time_to_first_motile_sperm_d": "day",
+    "testis_atRA_auc": "nM * day",
+    "motile_sperm_seen": "dimensionless",
+    "responder": "dimensionless",
+}
+
+
+def metric_units(name: str, metric: Metric) -> str | None:
+    """Return the units text of a metric's column: the built-in's, the function's ``units`` attribute, or None."""
+    if name in METRIC_UNITS and BUILTIN_METRICS.get(name) is metric:
+        return METRIC_UNITS[name]
+    declared = getattr(metric, "units", None)
+    if isinstance(declared, str):
+        return declared
+    return METRIC_UNITS.get(getattr(metric, "__name__", ""))
 
 
 #: Module prefix of the package's own metrics, which a spec may name without ``plugins``.

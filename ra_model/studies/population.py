@@ -7,10 +7,17 @@ parameters (the same draw scales them all, e.g. the germ-line stage rates that o
 man has his own random streams, derived from ``(seed, histology, index, parameter name)`` (for a
 factor, ``factor.<name>``), so the same man gets the same parameters whatever else is in the cohort,
 however large the cohort, and whichever other parameters vary.
+
+A population's values have names (:func:`value_id`): ``<parameter>.log_sd`` (an entry's spread),
+``<parameter>.log_sd.<phenotype>`` (its spread for men of one histology) and ``<parameter>.median.<phenotype>``
+(the median of those men, in place of the phenotype preset's value). :meth:`Population.with_values` returns a
+population with some of them changed (a calibration's candidate, a posterior draw), and :func:`dump_population`
+writes it as a variability file a scenario can name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
 import zlib
@@ -21,6 +28,7 @@ from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
+import tomli_w
 from scipy import special
 
 from ra_model.errors import InvalidValueError, UnknownNameError
@@ -37,7 +45,21 @@ PATIENT_INDEX = "meta_patient_index"
 #: Samples-table column: the man's body weight, kg (used by mg/kg/day regimens).
 BODY_WEIGHT_KG = "meta_body_weight_kg"
 
-_ENTRY_KEYS = {"cv", "log_sd", "scale", "by_phenotype", "source", "uncertain", "fit_lower", "fit_upper"}
+_ENTRY_KEYS = {
+    "cv",
+    "log_sd",
+    "scale",
+    "by_phenotype",
+    "median_by_phenotype",
+    "source",
+    "uncertain",
+    "fit_lower",
+    "fit_upper",
+}
+#: The spread's key in a variability entry, and the middle part of a spread's name (:func:`value_id`).
+SPREAD = "log_sd"
+#: The middle part of the name of a histology's median (:func:`value_id`).
+MEDIAN = "median"
 #: Scales a [variability] entry may spread on: a log-normal multiplier, or a logit-normal fraction.
 LOG = "log"
 LOGIT = "logit"
@@ -60,6 +82,9 @@ class Variability:
         scale: ``log`` or ``logit``.
         by_phenotype: A different spread for men drawn around some phenotypes (a histology is a
             narrower group than the general population drawn around ``healthy``); others use ``log_sd``.
+        median_by_phenotype: A different median for men drawn around some phenotypes, replacing the value
+            the phenotype preset gives (e.g. one posterior draw of a histology's share of tubules with germ
+            cells); others keep the preset's value. An experiment's overrides still win.
         source: Citation, or ``assumed``.
         uncertain: May be refitted by the population calibration.
         fit_lower: Lowest log_sd the calibration may try.
@@ -71,6 +96,7 @@ class Variability:
     source: str
     scale: str = LOG
     by_phenotype: Mapping[str, float] = field(default_factory=dict)
+    median_by_phenotype: Mapping[str, float] = field(default_factory=dict)
     uncertain: bool = False
     fit_lower: float = 0.0
     fit_upper: float = 0.0
@@ -103,6 +129,13 @@ class Variability:
             if isinstance(sd, bool) or not isinstance(sd, int | float) or not math.isfinite(sd) or sd < 0:
                 raise InvalidValueError(
                     f"variability of {self.parameter!r}: by_phenotype.{name} = {sd!r}; use a number >= 0"
+                )
+        for name, value in self.median_by_phenotype.items():
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or value <= 0 or (self.scale == LOGIT and value >= 1):
+                where = "in (0, 1)" if self.scale == LOGIT else "> 0"
+                raise InvalidValueError(
+                    f"variability of {self.parameter!r}: median_by_phenotype.{name} = {value!r}; use a number {where}"
                 )
         if self.scale not in (LOG, LOGIT):
             raise InvalidValueError(
@@ -198,28 +231,80 @@ class Population:
 
     def with_log_sd(self, values: Mapping[str, float]) -> Population:
         """Return a copy with some parameters' log_sd replaced (used by the calibration)."""
+        return self.with_values({value_id(name): value for name, value in values.items()})
+
+    def value(self, name: str) -> float:
+        """Return one population value, named as :func:`value_id` names it (``focus_share.log_sd.healthy``).
+
+        A median of a phenotype without its own ``median_by_phenotype`` value is the preset's value.
+
+        Raises:
+            UnknownNameError: No such variability entry (or phenotype).
+            InvalidValueError: The name is not of the form :func:`value_id` gives.
+        """
+        parameter, kind, phenotype = parse_value_id(name, self)
+        entry = self.variability[parameter]
+        if kind == SPREAD:
+            return entry.log_sd if phenotype is None else entry.sd_for(phenotype)
+        assert phenotype is not None
+        if phenotype in entry.median_by_phenotype:
+            return float(entry.median_by_phenotype[phenotype])
+        return _preset_centre(phenotype)[parameter]
+
+    def fit_range(self, name: str) -> tuple[float, float]:
+        """Return the range a calibration may give one spread: its entry's ``fit_lower``..``fit_upper``.
+
+        Raises:
+            InvalidValueError: The entry is not marked ``uncertain`` (nothing may refit it), the name is
+                a median (whose range the calibration problem gives), or the name is bad.
+            UnknownNameError: No such variability entry (or phenotype).
+        """
+        parameter, kind, _ = parse_value_id(name, self)
+        entry = self.variability[parameter]
+        if kind != SPREAD:
+            raise InvalidValueError(f"{name!r} is a median; give its range (lower, upper) with the calibration problem")
+        if not entry.uncertain:
+            raise InvalidValueError(
+                f"spread {name!r}: [variability.{parameter}] is not marked uncertain, so nothing may refit it; "
+                "add uncertain = true with fit_lower and fit_upper in the variability file"
+            )
+        return entry.fit_lower, entry.fit_upper
+
+    def with_values(self, values: Mapping[str, float]) -> Population:
+        """Return a copy with some spreads or histology medians replaced (a candidate, or one posterior draw).
+
+        Args:
+            values: New values by name (:func:`value_id`): ``<parameter>.log_sd`` replaces the entry's
+                spread, ``<parameter>.log_sd.<phenotype>`` its spread for men drawn around that phenotype
+                (a ``by_phenotype`` value), ``<parameter>.median.<phenotype>`` the median of men drawn
+                around that phenotype (a ``median_by_phenotype`` value, in place of the preset's).
+
+        Returns:
+            The new population; everything else (sources, fit ranges, factors, weights) is kept.
+
+        Raises:
+            UnknownNameError: A variability entry or phenotype that does not exist.
+            InvalidValueError: A bad name, or a value outside its domain (a spread below 0, a median of a
+                fraction outside (0, 1)).
+        """
         new = dict(self.variability)
         for name, value in values.items():
-            if name not in new:
-                raise UnknownNameError("variability parameter", name, new)
-            old = new[name]
-            new[name] = Variability(
-                parameter=name,
-                log_sd=float(value),
-                source=old.source,
-                scale=old.scale,
-                by_phenotype=old.by_phenotype,
-                uncertain=old.uncertain,
-                fit_lower=old.fit_lower,
-                fit_upper=old.fit_upper,
+            parameter, kind, phenotype = parse_value_id(name, self)
+            old = new[parameter]
+            if isinstance(value, bool) or not isinstance(value, int | float | np.floating) or not value >= 0:
+                raise InvalidValueError(f"{name!r} = {value!r}; use a finite number >= 0")
+            log_sd, by_phenotype, medians = old.log_sd, dict(old.by_phenotype), dict(old.median_by_phenotype)
+            if kind == MEDIAN:
+                assert phenotype is not None
+                medians[phenotype] = float(value)
+            elif phenotype is None:
+                log_sd = float(value)
+            else:
+                by_phenotype[phenotype] = float(value)
+            new[parameter] = dataclasses.replace(
+                old, log_sd=log_sd, by_phenotype=by_phenotype, median_by_phenotype=medians
             )
-        return Population(
-            variability=new,
-            factors=self.factors,
-            truncate_sd=self.truncate_sd,
-            weight_median_kg=self.weight_median_kg,
-            weight_cv=self.weight_cv,
-        )
+        return dataclasses.replace(self, variability=new)
 
 
 def load_population(path: Path | None = None) -> Population:
@@ -261,6 +346,7 @@ def load_population(path: Path | None = None) -> Population:
                 source=str(body.get("source", "")),
                 scale=str(body.get("scale", LOG)),
                 by_phenotype=dict(body.get("by_phenotype", {})),
+                median_by_phenotype=dict(body.get("median_by_phenotype", {})),
                 uncertain=bool(body.get("uncertain", False)),
                 fit_lower=float(body.get("fit_lower", 0.0)),
                 fit_upper=float(body.get("fit_upper", 0.0)),
@@ -269,11 +355,12 @@ def load_population(path: Path | None = None) -> Population:
             raise InvalidValueError(f"{path}: {exc}") from exc
     known = load_phenotypes()
     for entry in entries.values():
-        for name in entry.by_phenotype:
-            if name not in known:
-                raise UnknownNameError(
-                    "phenotype", name, known, where=f"{path}: [variability.{entry.parameter}].by_phenotype"
-                )
+        for key, names in (("by_phenotype", entry.by_phenotype), ("median_by_phenotype", entry.median_by_phenotype)):
+            for name in names:
+                if name not in known:
+                    raise UnknownNameError(
+                        "phenotype", name, known, where=f"{path}: [variability.{entry.parameter}].{key}"
+                    )
     factors: dict[str, SharedFactor] = {}
     for name, body in data.get("factor", {}).items():
         bad = set(body) - _FACTOR_KEYS
@@ -302,6 +389,81 @@ def load_population(path: Path | None = None) -> Population:
         raise UnknownNameError("parameter", exc.name, read_parameter_table(), where=str(path)) from None
     except InvalidValueError as exc:
         raise InvalidValueError(f"{path}: {exc}") from exc
+
+
+def value_id(parameter: str, phenotype: str | None = None, *, kind: str = "log_sd") -> str:
+    """Name one population value: a spread (``focus_share.log_sd[.<phenotype>]``) or a median.
+
+    ``<parameter>.log_sd`` is the entry's spread (men drawn around any phenotype without a ``by_phenotype``
+    value), ``<parameter>.log_sd.<phenotype>`` its ``by_phenotype`` spread for men drawn around that
+    phenotype, and ``<parameter>.median.<phenotype>`` the median of those men (kind :data:`MEDIAN`: the
+    phenotype preset's value unless ``median_by_phenotype`` replaces it). Parameter and phenotype ids have
+    no dots, so a name splits back unambiguously (:func:`parse_value_id`).
+    """
+    if kind not in (SPREAD, MEDIAN):
+        raise InvalidValueError(f"kind = {kind!r}; use {SPREAD!r} or {MEDIAN!r}")
+    if kind == MEDIAN and phenotype is None:
+        raise InvalidValueError(f"a median names its phenotype: {parameter}.{MEDIAN}.<phenotype>")
+    return f"{parameter}.{kind}" if phenotype is None else f"{parameter}.{kind}.{phenotype}"
+
+
+def parse_value_id(name: str, population: Population) -> tuple[str, str, str | None]:
+    """Split a population value's name into variability entry, kind (spread or median) and phenotype.
+
+    Raises:
+        InvalidValueError: Not of a form :func:`value_id` gives.
+        UnknownNameError: No such variability entry in ``population``, or no such phenotype preset.
+    """
+    parts = str(name).split(".")
+    good = (len(parts) == 2 and parts[1] == SPREAD) or (len(parts) == 3 and parts[1] in (SPREAD, MEDIAN))
+    if not good:
+        raise InvalidValueError(
+            f"population value {name!r}; write <parameter>.{SPREAD}, <parameter>.{SPREAD}.<phenotype> or "
+            f"<parameter>.{MEDIAN}.<phenotype>, e.g. focus_share.{SPREAD}.hypospermatogenesis"
+        )
+    if parts[0] not in population.variability:
+        raise UnknownNameError("variability parameter", parts[0], population.variability, where=f"value {name!r}")
+    if len(parts) == 2:
+        return parts[0], SPREAD, None
+    presets = load_phenotypes()
+    if parts[2] not in presets:
+        raise UnknownNameError("phenotype", parts[2], presets, where=f"value {name!r}")
+    return parts[0], parts[1], parts[2]
+
+
+def _preset_centre(phenotype: str) -> dict[str, float]:
+    """Return every parameter's value for men drawn around ``phenotype`` before variability (table + preset)."""
+    table = {k: v.value for k, v in read_parameter_table().items()}
+    return table | load_phenotypes()[phenotype].resolve(table)
+
+
+def dump_population(population: Population) -> str:
+    """Return a population as the text of a variability file that :func:`load_population` reads back.
+
+    Every entry is written with ``log_sd`` (a ``cv`` entry as its log SD), so a population changed by
+    :meth:`Population.with_values` can be handed to anything that reads a variability file (a scenario's
+    ``[population] variability``). Sources and fit ranges are kept.
+    """
+    data: dict[str, object] = {
+        "truncate_sd": float(population.truncate_sd),
+        "body_weight_kg": {"median": float(population.weight_median_kg), "cv": float(population.weight_cv)},
+    }
+    variability: dict[str, dict[str, object]] = {}
+    for name, entry in population.variability.items():
+        body: dict[str, object] = {"log_sd": float(entry.log_sd), "scale": entry.scale, "source": entry.source}
+        if entry.by_phenotype:
+            body["by_phenotype"] = {k: float(v) for k, v in entry.by_phenotype.items()}
+        if entry.median_by_phenotype:
+            body["median_by_phenotype"] = {k: float(v) for k, v in entry.median_by_phenotype.items()}
+        if entry.uncertain:
+            body |= {"uncertain": True, "fit_lower": float(entry.fit_lower), "fit_upper": float(entry.fit_upper)}
+        variability[name] = body
+    data["variability"] = variability
+    data["factor"] = {
+        name: {"parameters": list(f.parameters), "log_sd": float(f.log_sd), "source": f.source}
+        for name, f in population.factors.items()
+    }
+    return tomli_w.dumps(data)
 
 
 def _stream(seed: int, histology: str, index: int, name: str) -> np.random.Generator:
@@ -351,6 +513,9 @@ def draw_patients(
         if name not in table:
             raise UnknownNameError("parameter", name, table, where="overrides")
     centre = {k: v.value for k, v in table.items()} | presets[histology].resolve({k: v.value for k, v in table.items()})
+    for name, spread in population.variability.items():
+        if histology in spread.median_by_phenotype:
+            centre[name] = float(spread.median_by_phenotype[histology])
     centre |= dict(overrides or {})
     weight_sd = math.sqrt(math.log1p(population.weight_cv**2))
     rows = []

@@ -3,15 +3,21 @@
 One job: the measurement model of a semen analysis (brief 6: a semen analysis is a measurement). The model
 gives a man's true (expected) sperm concentration ``c`` at a visit; one analysis of one ejaculate then
 
-1. draws the ejaculate's concentration ``c_e = c * M``, with ``M`` log-normal of mean 1 and CV
-   ``cv_within_concentration`` (between-ejaculate variation within a man), so analyses average to ``c``;
+1. draws the ejaculate's concentration ``c_e = c * M_c`` and volume ``V_e = ejaculate_volume_mL * M_v``, with
+   ``M_c`` and ``M_v`` log-normal of mean 1 and CVs ``cv_within_concentration`` and ``cv_within_volume``
+   (between-ejaculate variation within a man, Schwartz 1979), so analyses average to ``c``. The two are
+   correlated on the log scale: the correlation is the one that gives the total count ``c_e * V_e`` its CV
+   ``cv_within_total_count`` (:func:`volume_correlation`; 0.23 from Schwartz's 39%, 28% and 55%). This is the
+   abstinence effect: the longer since the last ejaculation, the fuller the cauda reserve and the larger both
+   volume and concentration (brief 6), so they rise and fall together between ejaculates (and the total count
+   averages ``exp(rho s_c s_v)`` = 1.024 times ``c`` x ``ejaculate_volume_mL``);
 2. counts the sperm in the fresh (uncentrifuged) examined volume ``examined_volume_fresh_uL``: Poisson with
    mean ``c_e`` times that volume; the measured concentration is that count divided by the volume (0 when
    none are seen);
-3. if the fresh count is zero, centrifuges the rest of the ejaculate (``ejaculate_volume_mL`` less the
-   examined volume) and searches ``pellet_fraction_examined`` of the pellet: Poisson with mean ``c_e``
-   times the searched volume. With the whole pellet searched, the fresh drop and the pellet together cover
-   the whole ejaculate, so the chance that no sperm is seen at all is exactly ``exp(-c_e * volume)``;
+3. if the fresh count is zero, centrifuges the rest of the ejaculate (``V_e`` less the examined volume) and
+   searches ``pellet_fraction_examined`` of the pellet: Poisson with mean ``c_e`` times the searched volume.
+   With the whole pellet searched, the fresh drop and the pellet together cover the whole ejaculate, so the
+   chance that no sperm is seen at all is exactly ``exp(-c_e * V_e)``;
 4. counts the motile sperm among those seen (in the fresh count, or in the pellet when it was searched):
    binomial with the ejaculate's motile fraction, drawn from a beta distribution of mean ``motile_fraction``
    and CV ``motile_fraction_cv``;
@@ -27,8 +33,13 @@ explicit ``params`` mapping wins over both.
 
 Reproducibility: every analysis draws from its own generator, derived with :class:`numpy.random.SeedSequence`
 from (seed, man id, visit day) (:func:`visit_generator`), so a man's analysis on a given day is the same
-whatever other men or visits are simulated with it, and a new seed gives new draws. Cohort endpoints do not
-use these analyses yet (issue 16, later parts).
+whatever other men or visits are simulated with it, and a new seed gives new draws. A cohort
+(:func:`visit_analyses`) also re-draws every analysis ``R`` times, all at once from one generator of the seed
+(:func:`redraw_generator`), to show how much a rate moves with the measurement alone on the same simulated men.
+
+The detection limits of the model (:func:`ra_model.model.semen.detection_limits`: one sperm expected in the
+examined fresh volume, or in the searched pellet of a mean ejaculate) come from the same parameters, so the
+deterministic semen categories of a time course are the categories of an analysis at its expected counts.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy import special
 
 from ra_model.errors import InvalidValueError
 from ra_model.model import columns as C
@@ -52,11 +64,13 @@ from ra_model.model.source import read_parameter_table
 log = logging.getLogger(__name__)
 
 #: Sperm per (million/mL x uL): a concentration in million/mL times a volume in uL is this many sperm.
-SPERM_PER_M_PER_ML_UL = 1e3
+SPERM_PER_M_PER_ML_UL = semen.SPERM_PER_M_PER_ML_UL
 #: Sperm per (million/mL x mL).
-SPERM_PER_M_PER_ML_ML = 1e6
+SPERM_PER_M_PER_ML_ML = semen.SPERM_PER_M_PER_ML_ML
 #: Tag mixed into every analysis's seed, so these draws never coincide with the population's.
 _STREAM_TAG = 0x5E3E_A7A1
+#: Tag of a man's re-draw generator (:func:`redraw_generator`), so re-draws never coincide with the analyses.
+_REDRAW_TAG = 0x2E_D2A3
 
 #: Columns of :func:`analyses_table`, in order.
 TABLE_COLUMNS: tuple[str, ...] = (
@@ -78,6 +92,9 @@ class MeasurementSettings:
 
     Attributes:
         cv_within_concentration: Between-ejaculate CV of the concentration within a man (>= 0).
+        cv_within_volume: Between-ejaculate CV of the semen volume within a man (>= 0).
+        cv_within_total_count: Between-ejaculate CV of the total count within a man (>= 0); with the other two
+            it sets the correlation of volume and concentration (:func:`volume_correlation`).
         examined_volume_fresh_uL: Volume examined in the fresh count, uL (> 0).
         pellet_fraction_examined: Share of the centrifuged pellet searched, (0, 1].
         motile_fraction_cv: Between-ejaculate CV of the motile fraction (>= 0).
@@ -87,6 +104,8 @@ class MeasurementSettings:
     """
 
     cv_within_concentration: float
+    cv_within_volume: float
+    cv_within_total_count: float
     examined_volume_fresh_uL: float
     pellet_fraction_examined: float
     motile_fraction_cv: float
@@ -99,7 +118,8 @@ class MeasurementSettings:
 
         Raises:
             InvalidValueError: A value outside its domain (the message names it and the fix), an ejaculate no
-                larger than the examined volume, or a motile-fraction CV a beta distribution cannot have.
+                larger than the examined volume, a motile-fraction CV a beta distribution cannot have, or CVs of
+                concentration, volume and total count that no correlation reconciles.
         """
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         checked = domain.check_values(values, where="semen analysis settings", warn=False)
@@ -119,6 +139,12 @@ class MeasurementSettings:
                     f"motile_fraction_cv = {self.motile_fraction_cv:g} is too large for motile_fraction = {mean:g}: a "
                     f"fraction of that mean cannot vary that much; use a CV below {largest:.3g}"
                 )
+        volume_correlation(self)
+
+    @property
+    def detection_limits(self) -> dict[str, float]:
+        """The model's derived detection limits for these settings (:func:`ra_model.model.semen.detection_limits`)."""
+        return semen.detection_limits({f.name: getattr(self, f.name) for f in fields(self)})
 
     @classmethod
     def from_parameters(cls, values: Mapping[str, Any] | None = None) -> MeasurementSettings:
@@ -242,9 +268,10 @@ def draw_analyses(
 ) -> dict[str, npt.NDArray[Any]]:
     """Simulate one semen analysis per true concentration, all from one generator (vectorised).
 
-    The draws are taken in a fixed order (ejaculate multiplier, fresh count, pellet count, motile fraction,
-    motile count), one of each per element, so the result depends only on the generator's state and the
-    inputs. For analyses that must not depend on each other's order use :func:`analyses`.
+    The draws are taken in a fixed order (two standard normals for the concentration and volume multipliers,
+    fresh count, pellet count, motile fraction, motile count), one of each per element, so the result depends
+    only on the generator's state and the inputs. For analyses that must not depend on each other's order use
+    :func:`analyses`.
 
     Args:
         concentration: True (model) ejaculate concentrations, million/mL, >= 0; any shape.
@@ -254,23 +281,27 @@ def draw_analyses(
     Returns:
         Arrays of the input's shape: ``measured_concentration_M_per_mL`` (float), ``fresh_count`` (int),
         ``pellet_count`` (float: NaN where the pellet was not searched), ``motile_seen`` (int),
-        ``category_code`` (int, the index in :data:`ra_model.model.semen.CATEGORIES`) and
-        ``ejaculate_concentration_M_per_mL`` (the drawn concentration of the ejaculate, float).
+        ``category_code`` (int, the index in :data:`ra_model.model.semen.CATEGORIES`),
+        ``ejaculate_concentration_M_per_mL`` (the drawn concentration of the ejaculate, float) and
+        ``ejaculate_volume_mL`` (its drawn volume, float).
 
     Raises:
         InvalidValueError: A concentration that is negative, NaN or infinite.
     """
     c = _concentrations(concentration, where="concentration")
+    if c.ndim == 0:
+        return _draw_one(float(c), rng, settings)
     shape = c.shape
-    cv = settings.cv_within_concentration
-    if cv > 0:
-        sigma = math.sqrt(math.log1p(cv * cv))
-        multiplier = rng.lognormal(mean=-0.5 * sigma * sigma, sigma=sigma, size=shape)
-    else:
-        multiplier = np.ones(shape)
-    c_e = c * multiplier
+    sigma_c = _log_sd(settings.cv_within_concentration)
+    sigma_v = _log_sd(settings.cv_within_volume)
+    rho = volume_correlation(settings)
+    z = rng.standard_normal(size=(2, *shape))
+    c_e = c * np.exp(sigma_c * z[0] - 0.5 * sigma_c * sigma_c)
+    volume = settings.ejaculate_volume_mL * np.exp(
+        sigma_v * (rho * z[0] + math.sqrt(1.0 - rho * rho) * z[1]) - 0.5 * sigma_v * sigma_v
+    )
     fresh = rng.poisson(c_e * settings.examined_volume_fresh_uL * SPERM_PER_M_PER_ML_UL, size=shape)
-    rest_mL = settings.ejaculate_volume_mL - settings.examined_volume_fresh_mL
+    rest_mL = np.maximum(volume - settings.examined_volume_fresh_mL, 0.0)
     pellet_mean = np.where(fresh == 0, c_e * rest_mL * settings.pellet_fraction_examined * SPERM_PER_M_PER_ML_ML, 0.0)
     pellet = rng.poisson(pellet_mean, size=shape)
     mean = settings.motile_fraction
@@ -295,7 +326,149 @@ def draw_analyses(
         "motile_seen": motile.astype(np.int64),
         "category_code": codes,
         "ejaculate_concentration_M_per_mL": c_e,
+        "ejaculate_volume_mL": volume,
     }
+
+
+def draw_presence(
+    concentration: npt.ArrayLike,
+    *,
+    rng: np.random.Generator,
+    settings: MeasurementSettings,
+) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.bool_]]:
+    """Simulate analyses down to what the trial's rules read: the category and whether motile sperm are seen.
+
+    The same measurement as :func:`draw_analyses` (between-ejaculate factors, Poisson fresh and pellet counts),
+    but whether any motile sperm is seen is drawn directly, the ejaculate's motile fraction ``f`` (beta with
+    parameters ``a``, ``b``) integrated out: of ``n`` sperm seen none is motile with chance
+    ``E[(1 - f)^n] = B(a, b + n) / B(a, b)`` (``(1 - f)^n`` for a fixed fraction). That is exact for the
+    indicator and skips the slow beta and binomial draws, for a cohort's re-drawn analyses.
+
+    Args:
+        concentration: True concentrations, million/mL, >= 0; any shape.
+        rng: The generator to draw from.
+        settings: The measurement parameters.
+
+    Returns:
+        Category codes (int8) and motile sperm seen (bool), of the input's shape.
+
+    Raises:
+        InvalidValueError: A concentration that is negative, NaN or infinite.
+    """
+    c = _concentrations(concentration, where="concentration")
+    shape = c.shape
+    sigma_c = _log_sd(settings.cv_within_concentration)
+    sigma_v = _log_sd(settings.cv_within_volume)
+    rho = volume_correlation(settings)
+    z = rng.standard_normal(size=(2, *shape))
+    c_e = c * np.exp(sigma_c * z[0] - 0.5 * sigma_c * sigma_c)
+    volume = settings.ejaculate_volume_mL * np.exp(
+        sigma_v * (rho * z[0] + math.sqrt(1.0 - rho * rho) * z[1]) - 0.5 * sigma_v * sigma_v
+    )
+    fresh = rng.poisson(c_e * settings.examined_volume_fresh_uL * SPERM_PER_M_PER_ML_UL, size=shape)
+    none_fresh = fresh == 0
+    pellet = np.zeros(shape, dtype=np.int64)
+    rest_mL = np.maximum(volume[none_fresh] - settings.examined_volume_fresh_mL, 0.0)
+    searched = c_e[none_fresh] * rest_mL * settings.pellet_fraction_examined * SPERM_PER_M_PER_ML_ML
+    pellet[none_fresh] = rng.poisson(searched)
+    seen = np.where(none_fresh, pellet, fresh).astype(float)
+    mean = settings.motile_fraction
+    if 0 < mean < 1 and settings.motile_fraction_cv > 0:
+        var = (settings.motile_fraction_cv * mean) ** 2
+        kappa = mean * (1 - mean) / var - 1
+        a, b = mean * kappa, (1 - mean) * kappa
+        p_none = np.exp(special.betaln(a, b + seen) - special.betaln(a, b))
+    else:
+        p_none = np.power(1.0 - mean, seen)
+    motile = (seen > 0) & (rng.random(size=shape) >= p_none)
+    measured = fresh / (settings.examined_volume_fresh_uL * SPERM_PER_M_PER_ML_UL)
+    codes = np.where(
+        none_fresh,
+        np.where(pellet > 0, semen.CRYPTOZOOSPERMIA, semen.AZOOSPERMIA),
+        np.where(measured >= settings.oligozoospermia_limit, semen.NORMAL, semen.OLIGOZOOSPERMIA),
+    ).astype(np.int8)
+    return codes, motile
+
+
+def _draw_one(c: float, rng: np.random.Generator, settings: MeasurementSettings) -> dict[str, npt.NDArray[Any]]:
+    """Draw one analysis with scalar calls: the same draws, in the same order, as the vectorised path (faster)."""
+    sigma_c = _log_sd(settings.cv_within_concentration)
+    sigma_v = _log_sd(settings.cv_within_volume)
+    rho = volume_correlation(settings)
+    z = rng.standard_normal(size=2)
+    z0, z1 = float(z[0]), float(z[1])
+    c_e = float(c * np.exp(sigma_c * z0 - 0.5 * sigma_c * sigma_c))  # numpy's exp, as the vectorised path's
+    volume = float(
+        settings.ejaculate_volume_mL
+        * np.exp(sigma_v * (rho * z0 + math.sqrt(1.0 - rho * rho) * z1) - 0.5 * sigma_v * sigma_v)
+    )
+    fresh = int(rng.poisson(c_e * settings.examined_volume_fresh_uL * SPERM_PER_M_PER_ML_UL))
+    rest_mL = max(volume - settings.examined_volume_fresh_mL, 0.0)
+    pellet_mean = c_e * rest_mL * settings.pellet_fraction_examined * SPERM_PER_M_PER_ML_ML if fresh == 0 else 0.0
+    pellet = int(rng.poisson(pellet_mean))
+    mean = settings.motile_fraction
+    if 0 < mean < 1 and settings.motile_fraction_cv > 0:
+        var = (settings.motile_fraction_cv * mean) ** 2
+        kappa = mean * (1 - mean) / var - 1
+        motile_fraction = float(rng.beta(mean * kappa, (1 - mean) * kappa))
+    else:
+        motile_fraction = mean
+    motile = int(rng.binomial(fresh if fresh > 0 else pellet, motile_fraction))
+    measured = fresh / (settings.examined_volume_fresh_uL * SPERM_PER_M_PER_ML_UL)
+    if fresh > 0:
+        code = semen.NORMAL if measured >= settings.oligozoospermia_limit else semen.OLIGOZOOSPERMIA
+    else:
+        code = semen.CRYPTOZOOSPERMIA if pellet > 0 else semen.AZOOSPERMIA
+    return {
+        "measured_concentration_M_per_mL": np.array(measured),
+        "fresh_count": np.array(fresh, dtype=np.int64),
+        "pellet_count": np.array(float(pellet) if fresh == 0 else math.nan),
+        "motile_seen": np.array(motile, dtype=np.int64),
+        "category_code": np.array(code, dtype=np.int64),
+        "ejaculate_concentration_M_per_mL": np.array(c_e),
+        "ejaculate_volume_mL": np.array(volume),
+    }
+
+
+def _log_sd(cv: float) -> float:
+    """Return the log-scale SD of a log-normal factor of mean 1 and coefficient of variation ``cv``."""
+    return math.sqrt(math.log1p(cv * cv))
+
+
+def volume_correlation(settings: MeasurementSettings) -> float:
+    """Return the correlation of the log concentration and log volume multipliers between a man's ejaculates.
+
+    With log SDs ``s_c``, ``s_v`` and ``s_t`` of the concentration, volume and total count (each from its CV:
+    ``s^2 = ln(1 + CV^2)``), the total count's log variance is ``s_c^2 + s_v^2 + 2 rho s_c s_v``, so
+    ``rho = (s_t^2 - s_c^2 - s_v^2) / (2 s_c s_v)``. Schwartz 1979's 39%, 28% and 55% give 0.23: volume and
+    concentration rise together (abstinence fills the cauda reserve). With either CV 0 there is nothing to
+    correlate: 0, and ``cv_within_total_count`` is not used.
+
+    Args:
+        settings: The measurement parameters.
+
+    Returns:
+        The correlation, in [-1, 1].
+
+    Raises:
+        InvalidValueError: CVs that no correlation reconciles (the total count varies more than both together
+            at correlation 1, or less than at -1).
+    """
+    s_c = _log_sd(settings.cv_within_concentration)
+    s_v = _log_sd(settings.cv_within_volume)
+    if s_c == 0 or s_v == 0:
+        return 0.0
+    s_t = _log_sd(settings.cv_within_total_count)
+    rho = (s_t * s_t - s_c * s_c - s_v * s_v) / (2 * s_c * s_v)
+    if not -1.0 <= rho <= 1.0:
+        low = math.sqrt(math.expm1((s_c - s_v) ** 2))
+        high = math.sqrt(math.expm1((s_c + s_v) ** 2))
+        raise InvalidValueError(
+            f"cv_within_total_count = {settings.cv_within_total_count:g} cannot go with cv_within_concentration = "
+            f"{settings.cv_within_concentration:g} and cv_within_volume = {settings.cv_within_volume:g} (it would "
+            f"need a correlation of {rho:.3g}); use a total-count CV from {low:.3g} to {high:.3g}"
+        )
+    return float(rho)
 
 
 def simulate_semen_analysis(
@@ -385,9 +558,9 @@ def _words(value: int | str, *, what: str) -> list[int]:
 
 
 def _day_words(day: float) -> list[int]:
-    """Encode a visit day (finite, >= 0) as the two 32-bit halves of its float64 bits."""
-    if isinstance(day, bool) or not isinstance(day, numbers.Real) or not (math.isfinite(day) and day >= 0):
-        raise InvalidValueError(f"visit day = {day!r}; use a finite number of days >= 0")
+    """Encode a visit day (finite; negative before the first dose) as the two 32-bit halves of its float64 bits."""
+    if isinstance(day, bool) or not isinstance(day, numbers.Real) or not math.isfinite(day):
+        raise InvalidValueError(f"visit day = {day!r}; use a finite number of days")
     bits = int(np.array(float(day) + 0.0, dtype="<f8").view("<u8"))
     return [bits & 0xFFFFFFFF, bits >> 32]
 
@@ -409,7 +582,7 @@ def visit_generator(seed: int, man_id: int | str, visit_day: float) -> np.random
 
     Raises:
         InvalidValueError: A seed that is not a whole number >= 0, a man id that is neither a whole number >= 0 nor
-            a string, or a visit day that is not finite and >= 0.
+            a string, or a visit day that is not finite.
     """
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise InvalidValueError(f"seed = {seed!r}; use a whole number >= 0")
@@ -560,3 +733,162 @@ def _visit_concentrations(source: pd.DataFrame | npt.ArrayLike, days: list[float
             f"{values.size} concentration(s) for {len(days)} visit day(s); give one concentration per visit day"
         )
     return values
+
+
+# ---------------------------------------------------------------------------------------------- a cohort's visits
+def redraw_generator(seed: int) -> np.random.Generator:
+    """Return the generator of a cohort's re-drawn analyses (:func:`visit_analyses`), from the seed only.
+
+    Args:
+        seed: The study's seed, a whole number >= 0.
+
+    Returns:
+        A fresh PCG64 generator, independent of every :func:`visit_generator`.
+
+    Raises:
+        InvalidValueError: A bad seed.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InvalidValueError(f"seed = {seed!r}; use a whole number >= 0")
+    entropy = [_STREAM_TAG, _REDRAW_TAG, *_words(int(seed), what="seed")]
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
+
+
+@dataclass(frozen=True)
+class VisitAnalyses:
+    """The simulated semen analyses of a cohort: men x visits, and ``R`` re-draws of each.
+
+    Rows of men whose concentrations are missing (NaN: the simulation failed) hold category -1, counts 0 and NaN
+    concentrations.
+
+    Attributes:
+        visit_days: The visit days, one per column.
+        category_code: Category of each analysis (:data:`ra_model.model.semen.CATEGORIES` index), shape (men,
+            visits), int8.
+        motile_seen: Motile sperm seen in each analysis, (men, visits).
+        fresh_count: Sperm seen in the fresh count, (men, visits).
+        pellet_count: Sperm seen in the searched pellet, NaN where it was not searched, (men, visits).
+        measured_concentration_M_per_mL: Measured concentration (fresh count over examined volume), (men, visits).
+        redraw_category_code: The re-draws' categories, (R, men, visits), int8.
+        redraw_motile_seen: Motile sperm seen in each re-draw, (R, men, visits), int32: the count, or 1 if any
+            were seen and 0 if none (without ``redraw_counts``).
+    """
+
+    visit_days: tuple[float, ...]
+    category_code: npt.NDArray[np.int8]
+    motile_seen: npt.NDArray[np.int64]
+    fresh_count: npt.NDArray[np.int64]
+    pellet_count: npt.NDArray[np.float64]
+    measured_concentration_M_per_mL: npt.NDArray[np.float64]
+    redraw_category_code: npt.NDArray[np.int8]
+    redraw_motile_seen: npt.NDArray[np.int32]
+
+    @property
+    def redraws(self) -> int:
+        """Number of re-draws ``R``."""
+        return int(self.redraw_category_code.shape[0])
+
+
+def visit_analyses(
+    concentrations: npt.ArrayLike,
+    visit_days: Sequence[float],
+    *,
+    seed: int,
+    man_ids: Sequence[int | str],
+    settings: Sequence[MeasurementSettings] | MeasurementSettings,
+    redraws: int = 0,
+    main: bool = True,
+    redraw_counts: bool = False,
+) -> VisitAnalyses:
+    """Simulate every man's analysis at every visit, and ``redraws`` more of each, for a cohort's endpoints.
+
+    The analysis of a man at a visit is the one :func:`analyses` gives (generator :func:`visit_generator` of seed,
+    man id and day), so it does not depend on the other men or visits. The re-draws are a statistic of the cohort,
+    not of one man: they come from one generator of the seed (:func:`redraw_generator`) that draws every man's
+    ``redraws`` x visits analyses at once (vectorised; men with the same settings together, in row order), so
+    they are reproducible for the same men, concentrations and seed. Re-draw ``r`` is one more laboratory's
+    reading of the same simulated men at the same visits.
+
+    Args:
+        concentrations: True concentrations, million/mL, shape (men, visits); a row of NaN is a man who failed.
+        visit_days: The visit days, one per column (finite; before day 0 for a screening analysis).
+        seed: The study's seed.
+        man_ids: One unique id per row.
+        settings: The measurement parameters, one for all men or one per man.
+        redraws: Re-draws per analysis, ``R`` >= 0.
+        main: Draw the analyses themselves; False leaves them empty (category -1) and draws only the re-draws.
+        redraw_counts: Re-draw the motile counts (:func:`draw_analyses`; needed for a response threshold); by default
+            only whether motile sperm are seen (:func:`draw_presence`, exact for it and several times faster).
+
+    Returns:
+        The analyses.
+
+    Raises:
+        InvalidValueError: A shape that does not match the men and visits, repeated man ids, settings not one per
+            man, a negative or infinite concentration, a partly missing row, or a bad ``redraws``.
+    """
+    days = [float(d) for d in visit_days]
+    for day in days:
+        _day_words(day)
+    ids = list(man_ids)
+    if len(set(ids)) != len(ids):
+        raise InvalidValueError("man_ids repeat an id; give each man his own id (his draws come from it)")
+    if isinstance(redraws, bool) or not isinstance(redraws, numbers.Integral) or redraws < 0:
+        raise InvalidValueError(f"redraws = {redraws!r}; use a whole number >= 0")
+    array = np.asarray(concentrations, dtype=float)
+    n, v, r = len(ids), len(days), int(redraws)
+    if array.shape != (n, v):
+        raise InvalidValueError(
+            f"concentrations have shape {array.shape}, not (men, visits) = ({n}, {v}); give one row per man id and "
+            "one column per visit day"
+        )
+    per_man = [settings] * n if isinstance(settings, MeasurementSettings) else list(settings)
+    if len(per_man) != n:
+        raise InvalidValueError(f"{len(per_man)} measurement settings for {n} men; give one, or one per man")
+    codes = np.full((n, v), -1, dtype=np.int8)
+    motile = np.zeros((n, v), dtype=np.int64)
+    fresh = np.zeros((n, v), dtype=np.int64)
+    pellet = np.full((n, v), np.nan)
+    measured = np.full((n, v), np.nan)
+    redraw_codes = np.full((r, n, v), -1, dtype=np.int8)
+    redraw_motile = np.zeros((r, n, v), dtype=np.int32)
+    groups: dict[MeasurementSettings, list[int]] = {}
+    for i, man in enumerate(ids):
+        row = array[i]
+        missing = np.isnan(row)
+        if missing.all():
+            continue
+        if missing.any():
+            day = days[int(np.flatnonzero(missing)[0])]
+            raise InvalidValueError(f"concentration of man {man!r} on day {day:g} is missing; give every visit")
+        row = _concentrations(row, where=f"concentrations of man {man!r}")
+        mine = per_man[i]
+        groups.setdefault(mine, []).append(i)
+        for j, day in enumerate(days if main else ()):
+            draws = _draw_one(float(row[j]), visit_generator(seed, man, day), mine)
+            codes[i, j] = draws["category_code"]
+            motile[i, j] = draws["motile_seen"]
+            fresh[i, j] = draws["fresh_count"]
+            pellet[i, j] = draws["pellet_count"]
+            measured[i, j] = draws["measured_concentration_M_per_mL"]
+    if r and groups:
+        rng = redraw_generator(seed)
+        for mine, rows in groups.items():
+            block = np.broadcast_to(array[rows], (r, len(rows), v))
+            if redraw_counts:
+                again = draw_analyses(block, rng=rng, settings=mine)
+                redraw_codes[:, rows, :] = again["category_code"]
+                redraw_motile[:, rows, :] = again["motile_seen"]
+            else:
+                redraw_codes[:, rows, :], redraw_motile[:, rows, :] = draw_presence(block, rng=rng, settings=mine)
+    log.debug("simulated %d semen analyses of %d men, %d re-draws each (seed %d)", n * v, n, r, seed)
+    return VisitAnalyses(
+        visit_days=tuple(days),
+        category_code=codes,
+        motile_seen=motile,
+        fresh_count=fresh,
+        pellet_count=pellet,
+        measured_concentration_M_per_mL=measured,
+        redraw_category_code=redraw_codes,
+        redraw_motile_seen=redraw_motile,
+    )

@@ -41,7 +41,8 @@ from ra_model.model.domain import check_columns
 from ra_model.model.phenotypes import load_phenotypes
 from ra_model.model.regimen import Regimen, parse_optional
 from ra_model.model.source import class_parameter_table, default_sbml, read_parameter_table, sbml_hash
-from ra_model.studies.metrics import Metric
+from ra_model.model.units import DIMENSIONLESS, pint_units
+from ra_model.studies.metrics import Metric, metric_units
 from ra_model.studies.sweep_settings import (
     MESSAGE,
     META_PREFIX,
@@ -405,6 +406,7 @@ def run_sweep(
 
     table = _assemble(samples, done, settings)
     table.attrs["provenance"] = provenance
+    table.attrs["units"] = column_units(table, settings)
     n_failed = int((table[STATUS] == STATUS_FAILED).sum())
     if n_failed:
         log.warning("%d of %d samples failed; see the status and message columns", n_failed, len(table))
@@ -640,6 +642,33 @@ def _assemble(samples: pd.DataFrame, done: Mapping[str, Mapping[str, Any]], sett
     return table
 
 
+def column_units(table: pd.DataFrame, settings: SweepSettings) -> dict[str, str]:
+    """Return pint-parseable units text for every column of a sweep table.
+
+    Parameter columns take their unit from the model (``models/parameters.csv``, class parameters included,
+    via :func:`ra_model.model.units.pint_units`); metric columns the metric's (:func:`metrics.metric_units`;
+    a user metric without a ``units`` attribute gets ``dimensionless`` and a log line saying how to declare
+    it); labels (``sample_id``, ``phenotype``, ``regimen``, ``status``, ``message``, ``meta_*``) are
+    ``dimensionless``: text, no quantity.
+    """
+    info = dict(read_parameter_table()) | class_parameter_table(settings.n_classes)
+    by_metric = dict(settings.metrics)
+    units: dict[str, str] = {}
+    for column in table.columns:
+        if column in settings.parameter_columns and column in info:
+            units[column] = pint_units(info[column].unit)
+            continue
+        name = column.split(".", 1)[0]
+        if name in by_metric:
+            declared = metric_units(name, by_metric[name])
+            if declared is None:
+                log.info("metric %r declares no units (set its function's `units` attribute); dimensionless", name)
+            units[column] = declared or DIMENSIONLESS
+            continue
+        units[column] = DIMENSIONLESS
+    return units
+
+
 def _metric_order(columns: Iterable[str], names: Sequence[str]) -> list[str]:
     rank = {n: i for i, n in enumerate(names)}
     return sorted(columns, key=lambda c: (rank.get(c.split(".", 1)[0], len(rank)), c))
@@ -687,4 +716,7 @@ def to_xarray(table: pd.DataFrame, *, parameters: Sequence[str] | None = None) -
             frame[column] = frame[column].astype(object)
     dataset = frame.set_index(names).sort_index().to_xarray()
     dataset.attrs["provenance"] = json.dumps(provenance, default=str)
+    units = table.attrs.get("units", {})
+    for name in (*dataset.data_vars, *dataset.coords):
+        dataset[name].attrs["units"] = units.get(str(name), DIMENSIONLESS)
     return dataset

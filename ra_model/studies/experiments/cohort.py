@@ -1,8 +1,12 @@
 """Kind ``cohort``: virtual men from a histology mix, screened, enrolled, treated and read like the trial.
 
-Men are drawn by :mod:`ra_model.studies.population`, read at the trial's semen analyses by
-:mod:`ra_model.studies.clinical`, and their response rates (with confidence intervals) are set beside
-the published ones. Each man's sperm-retrieval chances (:mod:`ra_model.studies.retrieval`, read inside
+Men are drawn by :mod:`ra_model.studies.population`, simulated on the sweep engine, and read like the trial
+reads its men: on simulated semen analyses (:func:`ra_model.studies.clinical.measure`, seeded by the cohort's
+seed, the man and the visit), with the baseline confirmed on two analyses and a responder needing motile sperm on
+two consecutive ones. Each response rate carries two intervals: the binomial (Wilson) interval of the count, and
+the spread over measurement draws, the same simulated men read by :data:`~ra_model.studies.clinical.DEFAULT_REDRAWS`
+re-drawn sets of analyses, each enrolling and classifying its own men (:func:`measurement_spread`). The rates are
+set beside the published ones. Each man's sperm-retrieval chances (:mod:`ra_model.studies.retrieval`, read inside
 the sweep) are summarised by histology for responders and eligible non-responders.
 """
 
@@ -18,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from ra_model.errors import InvalidValueError
@@ -44,6 +49,23 @@ MAX_PUBLISHED_N = 10**9
 #: A histology's first screening round draws this many candidates per place (plus 2), before the
 #: eligible share is known; later rounds draw more, up to ``max_screen_factor`` per place.
 FIRST_DRAW_FACTOR = 1.25
+
+# Summary columns of the spread over measurement draws (:func:`measurement_spread`): the same simulated men,
+# their analyses re-drawn; each draw enrols its own men (the first eligible ones of each histology, as the
+# cohort does) from the candidates screened for the cohort, and reads its own responders.
+#: Number of re-drawn sets of analyses the spread is taken over.
+DRAWS = "measurement_draws"
+#: 2.5th percentile of the response rate over the measurement draws.
+RATE_DRAWS_LOW = "rate_draws_p2_5"
+#: Median response rate over the measurement draws.
+RATE_DRAWS_MEDIAN = "rate_draws_p50"
+#: 97.5th percentile of the response rate over the measurement draws.
+RATE_DRAWS_HIGH = "rate_draws_p97_5"
+#: Median number of enrolled men over the measurement draws (below ``n`` when some draws found too few
+#: eligible men among the screened candidates).
+N_DRAWS_MEDIAN = "n_draws_p50"
+#: The spread columns, in the summary's order.
+SPREAD_COLUMNS: tuple[str, ...] = (DRAWS, RATE_DRAWS_LOW, RATE_DRAWS_MEDIAN, RATE_DRAWS_HIGH, N_DRAWS_MEDIAN)
 
 
 def first_draw(need: Mapping[str, int]) -> dict[str, int]:
@@ -191,13 +213,16 @@ def enrol(
 ) -> pd.DataFrame:
     """Screen virtual men of each histology until every cohort is filled, treating each candidate.
 
-    Candidates of one histology are drawn in index order; the first eligible ones (no motile sperm
-    at baseline, if the rule screens) are enrolled. A cohort of n men takes, per histology, the
-    first ``allocate(mix, n)`` enrolled men, so smaller cohorts are subsets of larger ones.
+    Candidates of one histology are drawn in index order; each is read on simulated semen analyses
+    (:func:`ra_model.studies.clinical.measure`, seeded by the experiment's seed) and the first eligible ones
+    (no sperm in a fresh count on both baseline analyses, if the rule screens) are enrolled. A cohort of n men
+    takes, per histology, the first ``allocate(mix, n)`` enrolled men, so smaller cohorts are subsets of larger
+    ones.
 
     Returns:
-        One row per candidate: sweep inputs, visit readouts and retrieval readouts (``retrieval.*``),
-        the responder classification and one boolean ``enrolled_<cohort>`` column per cohort.
+        One row per candidate: sweep inputs, visit readouts (the model's concentrations, ``semen.*``), the
+        simulated analyses (``semen.analysis.*``), retrieval readouts (``retrieval.*``), the responder
+        classification read on the analyses and one boolean ``enrolled_<cohort>`` column per cohort.
 
     Raises:
         ExperimentFailedError: Every candidate failed to simulate (the error holds the failures table).
@@ -230,7 +255,8 @@ def enrol(
         )
         fresh = False  # later screening rounds add men to this round's results
         require_some_success(exp, raw, inputs)
-        results = clinical.classify(raw, exp.response, window_d=(0.0, exp.t_end_d))
+        measured, analyses = clinical.measure(raw, seed=exp.seed, window_d=(0.0, exp.t_end_d))
+        results = clinical.classify_measured(measured, analyses, exp.response)
         short = {}
         for h, n in need.items():
             found = int(results.loc[results[HISTOLOGY] == h, clinical.ELIGIBLE].sum())
@@ -256,18 +282,101 @@ def enrol(
             break
     assert results is not None
     results = results.sort_values([HISTOLOGY, PATIENT_INDEX], kind="stable").reset_index(drop=True)
+    histology = results[HISTOLOGY].to_numpy()
+    eligible = results[clinical.ELIGIBLE].to_numpy(dtype=bool)
     for name, size in exp.cohorts.items():
-        quota = allocate(exp.histology_mix, size)
-        flag = np.zeros(len(results), dtype=bool)
-        for h, n in quota.items():
-            idx = results.index[(results[HISTOLOGY] == h) & results[clinical.ELIGIBLE]][:n]
-            flag[idx] = True
-        results[f"enrolled_{name}"] = flag
+        results[f"enrolled_{name}"] = enrolled_first(eligible, histology, allocate(exp.histology_mix, size))
     return results
 
 
+def enrolled_first(
+    eligible: npt.NDArray[np.bool_], histology: npt.NDArray[Any], quota: Mapping[str, int]
+) -> npt.NDArray[np.bool_]:
+    """Return who is enrolled: per histology, the first ``quota[h]`` eligible men in row order (vectorised).
+
+    Args:
+        eligible: Eligibility, shape (..., men) (a leading axis for measurement draws).
+        histology: Each man's histology, shape (men,); rows in index order within a histology.
+        quota: Places per histology.
+
+    Returns:
+        Enrolment flags of ``eligible``'s shape.
+    """
+    flags = np.zeros(eligible.shape, dtype=bool)
+    for h, n in quota.items():
+        cols = histology == h
+        mine = eligible[..., cols]
+        flags[..., cols] = mine & (np.cumsum(mine, axis=-1) <= n)
+    return flags
+
+
+def measurement_spread(
+    results: pd.DataFrame,
+    exp: Experiment,
+    *,
+    redraws: int,
+) -> dict[str, pd.DataFrame]:
+    """Re-draw every candidate's analyses ``redraws`` times and read each cohort's rates in every draw.
+
+    The simulated men stay the same; only the semen analyses are drawn again (one generator per man, from the
+    experiment's seed: :func:`ra_model.studies.semen_analysis.redraw_generator`). Each draw enrols, per cohort
+    and histology, the first eligible candidates (as :func:`enrol` does with the analyses themselves) and counts
+    their responders, so the spread holds both the enrolment and the response read on a different set of
+    analyses.
+
+    Args:
+        results: :func:`enrol`'s table (sorted by histology and index).
+        exp: The experiment.
+        redraws: Number of draws (>= 1).
+
+    Returns:
+        Per cohort name, one row per group (``overall`` first, then each histology) with ``group`` and the
+        columns of :data:`SPREAD_COLUMNS`.
+    """
+    _, drawn = clinical.measure(
+        results,
+        seed=exp.seed,
+        window_d=(0.0, exp.t_end_d),
+        redraws=redraws,
+        main=False,
+        redraw_counts=exp.response.threshold_M_per_mL is not None,
+    )
+    found = clinical.endpoints(
+        drawn.redraw_category_code,
+        drawn.redraw_motile_seen,
+        exp.response,
+        sperm_per_concentration=clinical.motile_per_concentration(results),
+    )
+    histology = results[HISTOLOGY].to_numpy()
+    out: dict[str, pd.DataFrame] = {}
+    for name, size in exp.cohorts.items():
+        enrolled = enrolled_first(found.eligible, histology, allocate(exp.histology_mix, size))
+        responded = enrolled & found.responder
+        groups: list[tuple[str, npt.NDArray[np.bool_]]] = [("overall", np.ones(len(results), dtype=bool))]
+        groups += [(str(h), histology == h) for h in sorted(set(histology.tolist()))]
+        rows = []
+        for group, cols in groups:
+            n = enrolled[:, cols].sum(axis=1)
+            k = responded[:, cols].sum(axis=1)
+            rate = np.divide(k, n, out=np.full(n.shape, np.nan), where=n > 0)
+            finite = rate[np.isfinite(rate)]
+            low, mid, high = np.percentile(finite, [2.5, 50, 97.5]) if finite.size else (math.nan,) * 3
+            rows.append(
+                {
+                    "group": group,
+                    DRAWS: redraws,
+                    RATE_DRAWS_LOW: float(low),
+                    RATE_DRAWS_MEDIAN: float(mid),
+                    RATE_DRAWS_HIGH: float(high),
+                    N_DRAWS_MEDIAN: float(np.median(n)),
+                }
+            )
+        out[name] = pd.DataFrame(rows)
+    return out
+
+
 #: Simulated columns of a comparison row with no enrolled men (NaN).
-_NAN_SIM = ("rate", "ci_low", "ci_high")
+_NAN_SIM = ("rate", "ci_low", "ci_high", RATE_DRAWS_LOW, RATE_DRAWS_HIGH)
 
 
 def compare_published(summary: pd.DataFrame, published: Sequence[Published]) -> pd.DataFrame:
@@ -278,7 +387,8 @@ def compare_published(summary: pd.DataFrame, published: Sequence[Published]) -> 
 
     Returns:
         One row per published count and simulated cohort: ``cohort``, ``group``, simulated
-        ``sim_responders``/``sim_n``/``sim_rate``/``sim_ci_low``/``sim_ci_high``, ``published_responders``,
+        ``sim_responders``/``sim_n``/``sim_rate``/``sim_ci_low``/``sim_ci_high``, the spread over measurement
+        draws ``sim_draws_p2_5``/``sim_draws_p97_5`` (NaN when the summary has none), ``published_responders``,
         ``published_n``, ``published_rate``, ``published_ci_low``/``published_ci_high`` (Wilson) and
         ``published_in_sim_ci`` (the published rate inside the simulated 95% interval).
     """
@@ -299,6 +409,8 @@ def compare_published(summary: pd.DataFrame, published: Sequence[Published]) -> 
                     "sim_rate": s["rate"],
                     "sim_ci_low": s["ci_low"],
                     "sim_ci_high": s["ci_high"],
+                    "sim_draws_p2_5": s.get(RATE_DRAWS_LOW, math.nan),
+                    "sim_draws_p97_5": s.get(RATE_DRAWS_HIGH, math.nan),
                     "published_responders": p.responders,
                     "published_n": p.n,
                     "published_rate": rate,
@@ -312,12 +424,29 @@ def compare_published(summary: pd.DataFrame, published: Sequence[Published]) -> 
 
 
 def run_cohort(
-    exp: Experiment, *, work_dir: Path | None, workers: int | None, progress: bool, fresh: bool = False
+    exp: Experiment,
+    *,
+    work_dir: Path | None,
+    workers: int | None,
+    progress: bool,
+    fresh: bool = False,
+    redraws: int = clinical.DEFAULT_REDRAWS,
 ) -> ExperimentResult:
     """Enrol and treat the cohorts of a ``cohort`` experiment (:func:`enrol`) and summarise them.
 
+    Args:
+        exp: The experiment.
+        work_dir: Folder for the sweep's chunks (rerunning resumes); None keeps nothing.
+        workers: Worker processes (None = all cores).
+        progress: Show the sweep's progress bar.
+        fresh: Set earlier results in ``work_dir`` aside.
+        redraws: Measurement draws for the spread of the rates (:func:`measurement_spread`); 0 leaves the spread
+            columns NaN.
+
     Returns:
-        Results: one row per candidate. Summary: response rates per cohort and histology. Tables:
+        Results: one row per candidate. Summary: response rates per cohort and histology, read on the simulated
+        analyses, with the Wilson interval (``ci_low``, ``ci_high``) and the spread over measurement draws
+        (:data:`SPREAD_COLUMNS`). Tables:
         ``time_to_response``, ``peak_concentration``, ``retrieval`` (per cohort, histology and group:
         :func:`ra_model.studies.retrieval.retrieval_summary`), ``failures``, ``screening`` and, with
         published counts, ``comparison``.
@@ -325,11 +454,18 @@ def run_cohort(
     Raises:
         ExperimentFailedError: Every candidate failed to simulate (the error holds the failures table).
     """
+    if isinstance(redraws, bool) or not isinstance(redraws, int) or redraws < 0:
+        raise InvalidValueError(f"redraws = {redraws!r}; use a whole number >= 0 (0: no spread over measurement draws)")
     results = enrol(exp, work_dir=work_dir, workers=workers, progress=progress, fresh=fresh)
+    spread = measurement_spread(results, exp, redraws=redraws) if redraws else {}
     summaries, curves, peaks, retrievals = [], [], [], []
     for name in exp.cohorts:
         enrolled = results[results[f"enrolled_{name}"]]
         summary = clinical.response_summary(enrolled, by=HISTOLOGY)
+        if name in spread:
+            summary = summary.merge(spread[name], on="group", how="left")
+        else:
+            summary = summary.assign(**{DRAWS: 0} | dict.fromkeys(SPREAD_COLUMNS[1:], math.nan))
         summary.insert(0, "cohort", name)
         summaries.append(summary)
         curve = clinical.time_to_response_curve(enrolled, by=HISTOLOGY)
@@ -354,10 +490,12 @@ def run_cohort(
         candidates=(clinical.ELIGIBLE, "size"), eligible=(clinical.ELIGIBLE, "sum")
     )
     tables["screening"] = screened.reset_index()
-    return ExperimentResult(
-        experiment=exp,
-        results=results,
-        summary=summary,
-        tables=tables,
-        inputs=_inputs(exp),
-    )
+    inputs = _inputs(exp) | {
+        "measurement": {
+            "screening_day_d": clinical.SCREENING_DAY_D,
+            "redraws": redraws,
+            "seed": exp.seed,
+            "rule": "baseline confirmed on two analyses; responder: motile sperm on consecutive analyses",
+        }
+    }
+    return ExperimentResult(experiment=exp, results=results, summary=summary, tables=tables, inputs=inputs)
