@@ -36,7 +36,7 @@ plt.show()
 """
 
 
-def _run(client: object, code: str, *, timeout_s: float = 120.0) -> list[dict]:
+def _run(client: object, code: str, *, timeout_s: float = 600.0) -> list[dict]:
     """Execute ``code`` and return the iopub messages of that execution, up to its idle status."""
     msg_id = client.execute(code)  # type: ignore[attr-defined]
     messages: list[dict] = []
@@ -76,7 +76,7 @@ def kernel(tmp_path):
     )
     specs = jupyter_client.kernelspec.KernelSpecManager(kernel_dirs=[str(spec_dir.parent)])
     manager = jupyter_client.KernelManager(kernel_name="ra_model_test", kernel_spec_manager=specs)
-    manager.start_kernel()
+    manager.start_kernel(cwd=str(tmp_path))  # not the checkout: the installed package, as a user has it
     client = manager.client()
     client.start_channels()
     try:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 
 from ra_model.model import columns as C
@@ -49,7 +51,8 @@ def plot_response(summary: pd.DataFrame, comparison: pd.DataFrame | None = None)
         part = summary[summary["cohort"] == cohort].set_index("group").reindex(groups)
         rate = part["rate"].to_numpy(dtype=float)
         err = np.vstack([rate - part["ci_low"].to_numpy(dtype=float), part["ci_high"].to_numpy(dtype=float) - rate])
-        ax.bar(x + j * width, rate, width, yerr=err, capsize=3, label=f"simulated: {cohort} (binomial 95% CI)")
+        bars = ax.bar(x + j * width, rate, width, yerr=err, capsize=3, label=f"simulated: {cohort} (binomial 95% CI)")
+        _label_counts(ax, bars, part["responders"], part["n"])
         if _DRAWS_LOW in part and np.isfinite(part[_DRAWS_LOW].to_numpy(dtype=float)).any():
             low = part[_DRAWS_LOW].to_numpy(dtype=float)
             high = part[_DRAWS_HIGH].to_numpy(dtype=float)
@@ -72,13 +75,33 @@ def plot_response(summary: pd.DataFrame, comparison: pd.DataFrame | None = None)
                 pub["published_ci_high"].to_numpy(dtype=float) - rate,
             ]
         )
-        ax.bar(x + len(cohorts) * width, rate, width, yerr=err, capsize=3, color="k", alpha=0.6, label="published")
+        bars = ax.bar(
+            x + len(cohorts) * width, rate, width, yerr=err, capsize=3, color="k", alpha=0.6, label="published"
+        )
+        _label_counts(ax, bars, pub["published_responders"], pub["published_n"])
     ax.set_xticks(x + width * (n_series - 1) / 2, [g.replace("_", " ") for g in groups], rotation=15)
     ax.set_ylabel("responders (share of enrolled men, 95% CI)")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _label_counts(ax: Axes, bars: BarContainer, responders: pd.Series, n: pd.Series) -> None:
+    """Write ``k/n`` at the foot of each bar (nothing where the group has no men in that series)."""
+    for bar, k, total in zip(bars, responders.to_numpy(dtype=float), n.to_numpy(dtype=float), strict=True):
+        if not np.isfinite(total) or total <= 0:
+            continue
+        ax.annotate(
+            f"{k:.0f}/{total:.0f}",
+            (bar.get_x() + bar.get_width() / 2, 0.0),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=6,
+            rotation=90,
+        )
 
 
 def plot_time_to_response(curves: pd.DataFrame, *, cohort: str | None = None) -> Figure:
