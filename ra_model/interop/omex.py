@@ -197,24 +197,35 @@ def sedml_for(scenarios: Sequence[Scenario]) -> str:
 
 
 def metadata_rdf(title: str, description: str) -> str:
-    """Return OMEX metadata (RDF/XML) for an archive: title, description, creators, licence, dates."""
+    """Return OMEX metadata (RDF/XML) describing the archive itself: title, description, creators, licence, dates.
+
+    The subject is ``rdf:about="."``, the archive, as the OMEX metadata specification and libcombine read it
+    (``CombineArchive.getMetadataForLocation(".")``); creators are vCard names, as libcombine writes them.
+    """
     data = load_annotations()
     creators = "".join(
-        f"<dcterms:creator><rdf:Description><foaf:name>{_xml(c.given)} {_xml(c.family)}</foaf:name>"
-        f"</rdf:Description></dcterms:creator>"
+        '<dcterms:creator rdf:parseType="Resource"><vCard:hasName rdf:parseType="Resource">'
+        f"<vCard:family-name>{_xml(c.family)}</vCard:family-name><vCard:given-name>{_xml(c.given)}</vCard:given-name>"
+        "</vCard:hasName>"
+        + (f'<vCard:hasEmail rdf:resource="mailto:{_xml(c.email)}"/>' if c.email else "")
+        + (f"<vCard:organization-name>{_xml(c.organisation)}</vCard:organization-name>" if c.organisation else "")
+        + f"<foaf:name>{_xml(c.given)} {_xml(c.family)}</foaf:name></dcterms:creator>"
         for c in data.creators
     )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
-        'xmlns:dcterms="http://purl.org/dc/terms/" xmlns:foaf="http://xmlns.com/foaf/0.1/">\n'
-        '  <rdf:Description rdf:about="http://omex-library.org/ra_model.omex">\n'
+        'xmlns:dcterms="http://purl.org/dc/terms/" xmlns:foaf="http://xmlns.com/foaf/0.1/" '
+        'xmlns:vCard="http://www.w3.org/2006/vcard/ns#">\n'
+        '  <rdf:Description rdf:about=".">\n'
         f"    <dcterms:title>{_xml(title)}</dcterms:title>\n"
         f"    <dcterms:description>{_xml(description)}</dcterms:description>\n"
         f"    {creators}\n"
         f'    <dcterms:license rdf:resource="{_xml(data.licence_url)}"/>\n'
-        f"    <dcterms:created><rdf:Description><dcterms:W3CDTF>{data.created}</dcterms:W3CDTF>"
-        "</rdf:Description></dcterms:created>\n"
+        f'    <dcterms:created rdf:parseType="Resource"><dcterms:W3CDTF>{data.created}</dcterms:W3CDTF>'
+        "</dcterms:created>\n"
+        f'    <dcterms:modified rdf:parseType="Resource"><dcterms:W3CDTF>{data.modified}</dcterms:W3CDTF>'
+        "</dcterms:modified>\n"
         "  </rdf:Description>\n"
         "</rdf:RDF>\n"
     )

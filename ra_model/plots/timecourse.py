@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 from matplotlib.axes import Axes
@@ -66,6 +67,7 @@ def plot_timecourse(tables: pd.DataFrame | Sequence[pd.DataFrame], *, labels: Se
         first, last = min(doses), max(doses)
         for ax in axes.flat:
             ax.axvspan(first, last, color="orange", alpha=0.12, lw=0)
+    _mark_changes(axes, frames)
     for ax in axes[1]:
         ax.set_xlabel("time (days)")
     axes.flat[0].legend(fontsize=8, loc="center right")
@@ -76,6 +78,31 @@ def plot_timecourse(tables: pd.DataFrame | Sequence[pd.DataFrame], *, labels: Se
 PLASMA_BAND_NOTE = "line: daily mean; band: lowest to highest within the day"
 #: Note on the plasma panel when a dosed table is sampled once per dosing interval or less often.
 PLASMA_SAMPLED_NOTE = "one sample every {step:g} d ({doses:g} doses): the swing is not shown (use --step 1h)"
+
+
+#: Colour of the lines that mark scheduled parameter changes.
+CHANGE_COLOUR = "purple"
+
+
+def _mark_changes(axes: Any, frames: Sequence[pd.DataFrame]) -> None:
+    """Mark every scheduled parameter change (``attrs["changes"]``) with a dashed line, named on the atRA panel."""
+    changes = sorted(
+        {(float(t), str(name), float(value)) for f in frames for t, name, value in f.attrs.get("changes", ())}
+    )
+    for t_d, name, value in changes:
+        for ax in axes.flat:
+            ax.axvline(t_d, color=CHANGE_COLOUR, ls="--", lw=0.9, alpha=0.8)
+        axes.flat[1].annotate(
+            f"{name} = {value:g}",
+            (t_d, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, -2),
+            textcoords="offset points",
+            rotation=90,
+            va="top",
+            fontsize=7,
+            color=CHANGE_COLOUR,
+        )
 
 
 def _log_floor(frames: Sequence[pd.DataFrame]) -> float:

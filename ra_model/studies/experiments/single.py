@@ -6,6 +6,7 @@ row of readouts (and, with ``[sampling]``, the trial's responder classification)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,8 @@ from ra_model.studies.experiments.common import ExperimentResult, inputs_record
 from ra_model.studies.experiments.spec import Experiment, Reader, Run
 
 _RUN_KEYS = frozenset({"label", "regimen", "missed_every", "changes"})
+#: Label of a run without drug and without scheduled changes.
+NO_DRUG = "no drug"
 
 
 def read_single(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -44,7 +47,7 @@ def read_single(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
             raise r.fail("regimens", "is empty", 'write regimens = ["20 mg bid for 180 d", "none"]')
         for i, text in enumerate(texts):
             regimen = r.regimen(f"regimens[{i}]", text)
-            runs.append(Run(label=str(regimen) if regimen else "no drug", regimen=regimen))
+            runs.append(Run(label=str(regimen) if regimen else NO_DRUG, regimen=regimen))
     else:
         items = r.items("runs", data["runs"], "write [[runs]] blocks with label and regimen")
         if not items:
@@ -59,7 +62,7 @@ def read_single(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
                 missed = r.integer(f"{where}.missed_every", missed, minimum=2, example=4)
                 if regimen is None:
                     raise r.fail(f"{where}.missed_every", "needs a regimen", "give the run a regimen")
-            label = r.text(f"{where}.label", item.get("label", str(regimen) if regimen else "no drug"))
+            label = r.text(f"{where}.label", item.get("label", str(regimen) if regimen else NO_DRUG))
             runs.append(
                 Run(
                     label=label,
@@ -81,6 +84,13 @@ def read_single(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
                     f"a change on day {change.t_d:g} is not before t_end_d = {t_end:g}",
                     "lengthen t_end_d or move the change",
                 )
+    # "no drug" only where nothing is changed: a run with scheduled changes is named by them
+    runs = [
+        dataclasses.replace(run, label=f"{NO_DRUG}; {changes_text([*changes, *run.changes])}")
+        if run.label == NO_DRUG and (changes or run.changes)
+        else run
+        for run in runs
+    ]
     return dict(
         phenotype=r.phenotype("phenotype", data.get("phenotype", "healthy")),
         runs=tuple(runs),
@@ -89,6 +99,14 @@ def read_single(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
         include_species=r.boolean("include_species", data.get("include_species", False)),
         visit_days=r.sampling(data["sampling"], t_end) if "sampling" in data else (),
     )
+
+
+def changes_text(changes: list[ParameterChange]) -> str:
+    """Name scheduled changes in a few words: ``aldh1a_inhibition 0.99 from day 1, 0 from day 181``."""
+    by_parameter: dict[str, list[str]] = {}
+    for change in sorted(changes, key=lambda c: c.t_d):
+        by_parameter.setdefault(change.parameter, []).append(f"{change.value:g} from day {change.t_d:g}")
+    return "; ".join(f"{name} {', '.join(steps)}" for name, steps in by_parameter.items())
 
 
 def missed_dose_changes(regimen: Regimen, every: int, *, t_end_d: float) -> tuple[ParameterChange, ...]:
