@@ -51,3 +51,14 @@ def test_a_group_without_men_gets_no_label() -> None:
     }
     texts = [t.get_text() for t in plot_response(summary).axes[0].texts]
     assert texts == ["0/30"]
+
+
+def test_an_empty_panel_says_why() -> None:
+    from ra_model.plots.cohort import plot_peak_concentration, plot_time_to_response
+
+    results = pd.DataFrame({"peak": [0.0, 0.0], "histology": ["sertoli_cell_only"] * 2, "enrolled": [False, False]})
+    fig = plot_peak_concentration(results, column="peak", by="histology", mask=results["enrolled"])
+    assert [t.get_text() for t in fig.axes[0].texts] == ["0 of 2 men eligible: no peak to show"]
+    curves = pd.DataFrame(columns=["cohort", "group", "day", "fraction_responded"])
+    texts = [t.get_text() for t in plot_time_to_response(curves, cohort="trial").axes[0].texts]
+    assert texts == ["no men enrolled in the trial cohort: nothing to follow"]

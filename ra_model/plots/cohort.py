@@ -114,7 +114,10 @@ def plot_time_to_response(curves: pd.DataFrame, *, cohort: str | None = None) ->
     ax.set_ylabel("share responded (cumulative)")
     ax.set_ylim(0, 1)
     ax.set_title(f"time to response{'' if cohort is None else f' ({cohort})'}")
-    ax.legend(fontsize=8)
+    if part.empty:
+        _say_empty(ax, f"no men enrolled{'' if cohort is None else f' in the {cohort} cohort'}: nothing to follow")
+    else:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -132,9 +135,17 @@ def plot_peak_concentration(results: pd.DataFrame, *, column: str, by: str, mask
     ax.set_xscale("log")
     ax.set_xlabel("peak sperm concentration at visits (million/mL; values below 1e-6 drawn at 1e-6)")
     ax.set_ylabel("men")
-    ax.legend(fontsize=8)
+    if part.empty:
+        _say_empty(ax, f"0 of {len(results)} men eligible: no peak to show")
+    else:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _say_empty(ax: Axes, text: str) -> None:
+    """Write why a panel is empty across its middle, so an empty panel never looks like a failed figure."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="dimgrey", wrap=True)
 
 
 def plot_heatmap(summary: pd.DataFrame) -> Figure:
