@@ -34,3 +34,15 @@ def test_the_figure_marks_each_change_on_every_panel() -> None:
     assert names == ["aldh1a_inhibition = 0.99", "aldh1a_inhibition = 0"]
     untreated = plot_timecourse(simulate("healthy", None, t_end_d=6.0))
     assert not any(line.get_color() == CHANGE_COLOUR for ax in untreated.axes for line in ax.get_lines())
+
+
+def test_shares_are_drawn_on_their_whole_range_and_levels_from_zero() -> None:
+    from ra_model.model import columns as C
+    from ra_model.plots.timecourse import STANDARD_PANELS
+
+    fig = plot_timecourse(simulate("healthy", None, t_end_d=3.0))
+    by_column = {column: ax for ax, (column, _, _) in zip(fig.axes, STANDARD_PANELS, strict=True)}
+    for column in (C.BTB_INTEGRITY, C.SPERMIATION_EFFICIENCY):
+        assert by_column[column].get_ylim() == (0.0, 1.02)
+    for column in (C.PLASMA_ISOTRETINOIN, C.TESTIS_ATRA, C.STRA8):
+        assert by_column[column].get_ylim()[0] == 0.0  # an untreated man's 0.03% wiggle is not blown up

@@ -54,6 +54,10 @@ def plot_timecourse(tables: pd.DataFrame | Sequence[pd.DataFrame], *, labels: Se
             if limit:
                 ax.axhline(limit, color="grey", ls=":", lw=1)
                 ax.annotate("detection limit (motile)", (0, limit), fontsize=7, color="grey", va="bottom")
+        if column in FRACTION_PANELS:
+            ax.set_ylim(0.0, 1.02)  # shares: the whole 0-1 range, so a small wiggle looks small
+        elif not log_scale:
+            ax.set_ylim(bottom=0.0)
         ax.set_title(title, fontsize=10)
         if note:
             box = {"facecolor": "white", "alpha": 0.8, "lw": 0}
@@ -80,6 +84,8 @@ PLASMA_BAND_NOTE = "line: daily mean; band: lowest to highest within the day"
 PLASMA_SAMPLED_NOTE = "one sample every {step:g} d ({doses:g} doses): the swing is not shown (use --step 1h)"
 
 
+#: Panels that show a share (0-1): drawn on the whole range.
+FRACTION_PANELS = frozenset({C.BTB_INTEGRITY, C.SPERMIATION_EFFICIENCY})
 #: Colour of the lines that mark scheduled parameter changes.
 CHANGE_COLOUR = "purple"
 
