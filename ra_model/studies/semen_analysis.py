@@ -292,15 +292,7 @@ def draw_analyses(
     if c.ndim == 0:
         return _draw_one(float(c), rng, settings)
     shape = c.shape
-    sigma_c = _log_sd(settings.cv_within_concentration)
-    sigma_v = _log_sd(settings.cv_within_volume)
-    rho = volume_correlation(settings)
-    z = rng.standard_normal(size=(2, *shape))
-    c_e = c * np.exp(sigma_c * z[0] - 0.5 * sigma_c * sigma_c)
-    volume = settings.ejaculate_volume_mL * np.exp(
-        sigma_v * (rho * z[0] + math.sqrt(1.0 - rho * rho) * z[1]) - 0.5 * sigma_v * sigma_v
-    )
-    fresh = rng.poisson(c_e * settings.examined_volume_fresh_uL * SPERM_PER_M_PER_ML_UL, size=shape)
+    c_e, volume, fresh = _draw_ejaculates(c, rng, settings)
     rest_mL = np.maximum(volume - settings.examined_volume_fresh_mL, 0.0)
     pellet_mean = np.where(fresh == 0, c_e * rest_mL * settings.pellet_fraction_examined * SPERM_PER_M_PER_ML_ML, 0.0)
     pellet = rng.poisson(pellet_mean, size=shape)
@@ -357,15 +349,7 @@ def draw_presence(
     """
     c = _concentrations(concentration, where="concentration")
     shape = c.shape
-    sigma_c = _log_sd(settings.cv_within_concentration)
-    sigma_v = _log_sd(settings.cv_within_volume)
-    rho = volume_correlation(settings)
-    z = rng.standard_normal(size=(2, *shape))
-    c_e = c * np.exp(sigma_c * z[0] - 0.5 * sigma_c * sigma_c)
-    volume = settings.ejaculate_volume_mL * np.exp(
-        sigma_v * (rho * z[0] + math.sqrt(1.0 - rho * rho) * z[1]) - 0.5 * sigma_v * sigma_v
-    )
-    fresh = rng.poisson(c_e * settings.examined_volume_fresh_uL * SPERM_PER_M_PER_ML_UL, size=shape)
+    c_e, volume, fresh = _draw_ejaculates(c, rng, settings)
     none_fresh = fresh == 0
     pellet = np.zeros(shape, dtype=np.int64)
     rest_mL = np.maximum(volume[none_fresh] - settings.examined_volume_fresh_mL, 0.0)
@@ -892,3 +876,24 @@ def visit_analyses(
         redraw_category_code=redraw_codes,
         redraw_motile_seen=redraw_motile,
     )
+
+
+def _draw_ejaculates(
+    c: npt.NDArray[np.float64], rng: np.random.Generator, settings: MeasurementSettings
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Draw each ejaculate's concentration, volume and fresh count; the pellet search is the caller's.
+
+    Concentration and volume are correlated log-normals of mean 1 times the expected values; the fresh count is
+    Poisson in the examined volume.
+    """
+    shape = c.shape
+    sigma_c = _log_sd(settings.cv_within_concentration)
+    sigma_v = _log_sd(settings.cv_within_volume)
+    rho = volume_correlation(settings)
+    z = rng.standard_normal(size=(2, *shape))
+    c_e = c * np.exp(sigma_c * z[0] - 0.5 * sigma_c * sigma_c)
+    volume = settings.ejaculate_volume_mL * np.exp(
+        sigma_v * (rho * z[0] + math.sqrt(1.0 - rho * rho) * z[1]) - 0.5 * sigma_v * sigma_v
+    )
+    fresh = rng.poisson(c_e * settings.examined_volume_fresh_uL * SPERM_PER_M_PER_ML_UL, size=shape)
+    return c_e, volume, fresh
