@@ -22,6 +22,7 @@ from ra_model.errors import ModelBuildError
 from ra_model.model import columns as C
 from ra_model.model import semen
 from ra_model.model.phenotypes import Phenotype, classes_of
+from ra_model.model.regimen import DOSE_EVENT_PARAMETERS
 from ra_model.model.source import default_sbml
 from ra_model.model.validate import read_sbml, validate_sbml
 
@@ -54,12 +55,7 @@ def engine_from_file(path: Path, *, options: SolverOptions | None = None, force:
         log.warning("%s; running it anyway (--force)", problem)
     engine = Engine(text, options=options)
     needed = [o.model_id for o in C.OBSERVABLES] + [
-        "dose_mg",
-        "dose_interval_h",
-        "n_doses",
-        "fed",
-        "doses_given",
-        "t_next_dose",
+        *DOSE_EVENT_PARAMETERS,
         "nmol_per_mg_iso",
         "motile_detection_limit",
         *semen.LIMIT_PARAMETERS,

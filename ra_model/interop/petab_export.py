@@ -37,6 +37,7 @@ from petab.v1.yaml import create_problem_yaml  # type: ignore[import-untyped]
 
 from ra_model.errors import InvalidValueError
 from ra_model.interop.sbml_export import export_sbml
+from ra_model.model.regimen import DOSE_EVENT_PARAMETERS
 from ra_model.model.source import ParameterInfo, read_parameter_table
 from ra_model.studies.calibration import STAGE_PARAMETERS, Target
 from ra_model.studies.fit_pk import (
@@ -65,15 +66,7 @@ PARAMETER_FILE = "parameters.tsv"
 #: Every file an export writes.
 FILES = (YAML_FILE, MODEL_FILE, CONDITION_FILE, OBSERVABLE_FILE, MEASUREMENT_FILE, PARAMETER_FILE)
 #: Model parameters that the condition table sets (so they are not in the parameter table).
-CONDITION_PARAMETERS = (
-    "dose_mg",
-    "dose_interval_h",
-    "n_doses",
-    "fed",
-    "doses_given",
-    "t_next_dose",
-    "retinol_plasma_uM",
-)
+CONDITION_PARAMETERS = (*DOSE_EVENT_PARAMETERS, "retinol_plasma_uM")
 
 
 @dataclass(frozen=True)

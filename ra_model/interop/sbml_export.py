@@ -29,7 +29,7 @@ from ra_model.errors import ModelBuildError, UnknownNameError
 from ra_model.interop.annotate import annotate_document
 from ra_model.model.classes import check_n_classes, class_template
 from ra_model.model.phenotypes import Phenotype, get_phenotype, shipped_class_template
-from ra_model.model.regimen import Regimen
+from ra_model.model.regimen import DOSE_EVENT_PARAMETERS, Regimen
 from ra_model.model.source import antimony_to_sbml, default_sbml
 from ra_model.model.validate import validate_sbml
 
@@ -134,10 +134,6 @@ def _walk(node: libsbml.ASTNode) -> list[libsbml.ASTNode]:
     for i in range(node.getNumChildren()):
         out += _walk(node.getChild(i))
     return out
-
-
-#: Parameters the dose event reads and updates; a regimen export writes their armed values.
-DOSE_EVENT_PARAMETERS = ("dose_mg", "dose_interval_h", "n_doses", "fed", "doses_given", "t_next_dose")
 
 
 def export_sbml(

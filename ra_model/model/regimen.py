@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["MAX_BODY_WEIGHT_KG", "MAX_DOSES", "NO_DRUG", "Regimen", "parse_optional"]
 
+#: Model parameters the dose event reads and updates (its armed values are a regimen's state in the model).
+DOSE_EVENT_PARAMETERS: tuple[str, ...] = ("dose_mg", "dose_interval_h", "n_doses", "fed", "doses_given", "t_next_dose")
+
 #: Body weights at or above this (kg) are rejected as implausible.
 MAX_BODY_WEIGHT_KG = 500.0
 

@@ -185,6 +185,21 @@ class ResponseRule:
             )
 
 
+def follow_up_days(results: pd.DataFrame, window_d: tuple[float, float] | None) -> list[float]:
+    """Return the visit days after baseline inside the window, checking that a baseline (day 0) exists.
+
+    Raises:
+        InvalidValueError: No baseline visit, or no follow-up visit in the window.
+    """
+    days = visit_days_in(results)
+    if 0.0 not in days:
+        raise InvalidValueError("results have no baseline visit (day 0); add 0 to the visit days")
+    follow = [d for d in days if d > 0 and (window_d is None or window_d[0] <= d <= window_d[1])]
+    if not follow:
+        raise InvalidValueError(f"no visits after baseline inside the window {window_d}; add visit days")
+    return follow
+
+
 def visit_days_in(results: pd.DataFrame) -> list[float]:
     """Return the visit days recorded in a results table, sorted."""
     return sorted(float(c[len(MOTILE_PREFIX) :]) for c in results.columns if c.startswith(MOTILE_PREFIX))
@@ -260,12 +275,7 @@ def classify(
         InvalidValueError: No baseline visit, no follow-up visit in the window, or results without the
             semen category limits.
     """
-    days = visit_days_in(results)
-    if 0.0 not in days:
-        raise InvalidValueError("results have no baseline visit (day 0); add 0 to the visit days")
-    follow = [d for d in days if d > 0 and (window_d is None or window_d[0] <= d <= window_d[1])]
-    if not follow:
-        raise InvalidValueError(f"no visits after baseline inside the window {window_d}; add visit days")
+    follow = follow_up_days(results, window_d)
     out = results.copy()
     limit = out[DETECTION_LIMIT].astype(float) if rule.threshold_M_per_mL is None else rule.threshold_M_per_mL
     ok = (out["status"] == "ok" if "status" in out else pd.Series(True, index=out.index)).to_numpy(dtype=bool)
@@ -455,12 +465,7 @@ def analysis_days(results: pd.DataFrame, *, window_d: tuple[float, float] | None
     Raises:
         InvalidValueError: No baseline visit, or no follow-up visit in the window.
     """
-    days = visit_days_in(results)
-    if 0.0 not in days:
-        raise InvalidValueError("results have no baseline visit (day 0); add 0 to the visit days")
-    follow = [d for d in days if d > 0 and (window_d is None or window_d[0] <= d <= window_d[1])]
-    if not follow:
-        raise InvalidValueError(f"no visits after baseline inside the window {window_d}; add visit days")
+    follow = follow_up_days(results, window_d)
     return [SCREENING_DAY_D, 0.0, *follow]
 
 
