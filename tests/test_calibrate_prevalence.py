@@ -10,7 +10,6 @@ import pytest
 
 from ra_model.errors import InvalidValueError
 from ra_model.model.source import model_dir
-from ra_model.studies.calibrate_population import write_back
 from ra_model.studies.calibrate_prevalence import (
     FITTED,
     azoospermic_at_baseline,
@@ -18,7 +17,7 @@ from ra_model.studies.calibrate_prevalence import (
     fit_note,
     read_prevalence_targets,
 )
-from ra_model.studies.population import draw_patients, load_population
+from ra_model.studies.population import draw_patients, load_population, write_log_sd
 
 N, SEED, TRUE_SD, BISECTIONS = 300, 5, 3.4, 6
 
@@ -51,12 +50,18 @@ def test_a_known_spread_is_recovered_from_a_synthetic_prevalence(tmp_path: Path)
     path = tmp_path / "population.toml"
     shutil.copy(model_dir() / "population.toml", path)
     before = path.read_text(encoding="utf-8")
-    changes = write_back(fit, path, note=fit_note(fit), by="ra-model calibrate-prevalence")
+    changes = write_log_sd(fit.fitted, path, note=fit_note(fit), by="ra-model calibrate-prevalence")
     after = path.read_text(encoding="utf-8")
     assert changes and changes[0].startswith(f"{FITTED}: log_sd")
     assert f"log_sd = {fit.fitted[FITTED]:.4g}" in after and "by ra-model calibrate-prevalence to" in after
     assert load_population(path).variability[FITTED].log_sd == pytest.approx(fit.fitted[FITTED], rel=1e-3)
     assert len(after.splitlines()) == len(before.splitlines())
+    differ = [a for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
+    assert len(differ) == 2  # the entry's log_sd line and its source note, nothing else
+    # a second fit replaces the first one's note instead of appending another
+    write_log_sd(fit.fitted, path, note="again", by="ra-model calibrate-prevalence")
+    again = path.read_text(encoding="utf-8")
+    assert again.count("by ra-model calibrate-prevalence to") == after.count("by ra-model calibrate-prevalence to")
 
 
 def test_a_target_out_of_reach_is_refused() -> None:

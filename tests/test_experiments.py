@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -252,34 +251,7 @@ def test_cli_bad_file_exit_code(tmp_path: Path) -> None:
     assert main(["run", str(path), "--out", str(tmp_path / "o")]) == 2
 
 
-# --------------------------------------------------------------------------- calibration
-def test_population_calibration_runs_tiny_and_writes_back(tmp_path: Path) -> None:
-    from ra_model.model.source import model_dir
-    from ra_model.studies.calibrate_population import calibrate_population, read_population_targets, write_back
-
-    fit = calibrate_population(n_per_histology=1, grid_points=2, workers=1)
-    report = fit.report
-    targets = read_population_targets()
-    assert len(report) == len(targets)
-    assert np.allclose(report["residual"], report["simulated"] - report["published_or_assumed"], equal_nan=True)
-    # a 2-point grid is the ends of cyp26_expr's fit range in models/population.toml
-    entry = tomllib.loads((model_dir() / "population.toml").read_text(encoding="utf-8"))["variability"]["cyp26_expr"]
-    lo, hi = entry["fit_lower"], entry["fit_upper"]
-    assert fit.fitted["cyp26_expr"] in (pytest.approx(lo), pytest.approx(hi))
-    assert len(fit.trace) == 2
-    copy = tmp_path / "population.toml"
-    shutil.copy(model_dir() / "population.toml", copy)
-    before = copy.read_text(encoding="utf-8").splitlines()
-    changes = write_back(fit, copy)
-    after = copy.read_text(encoding="utf-8").splitlines()
-    assert len(changes) == 1 and len(before) == len(after)
-    differ = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
-    assert len(differ) == 2  # the log_sd line and the source note of cyp26_expr only
-    from ra_model.studies.population import load_population
-
-    assert load_population(copy).variability["cyp26_expr"].log_sd == pytest.approx(fit.fitted["cyp26_expr"], rel=1e-3)
-
-
+# --------------------------------------------------------------------------- errors
 def test_errors_are_ra_model_errors() -> None:
     assert issubclass(InvalidValueError, RAModelError)
     assert clinical.ResponseRule().consecutive == 2

@@ -183,11 +183,12 @@ def test_dask_local_cluster_matches_serial() -> None:
             host="127.0.0.1",
             dashboard_address=None,
         ) as cluster,
-        distributed.Client(cluster) as client,
     ):
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1")
-        on_dask = run_sweep(samples, client=client, chunk_size=1, **kwargs)  # type: ignore[arg-type]
+        # an address alone, with no client made by the caller (as `ra-model sweep --scheduler` runs)
         by_address = run_sweep(samples, client=cluster.scheduler_address, chunk_size=2, **kwargs)  # type: ignore[arg-type]
+        with distributed.Client(cluster) as client:
+            on_dask = run_sweep(samples, client=client, chunk_size=1, **kwargs)  # type: ignore[arg-type]
     pd.testing.assert_frame_equal(serial, on_dask)
     pd.testing.assert_frame_equal(serial, by_address)
 

@@ -174,3 +174,26 @@ def test_the_shipped_posterior_applies_to_the_shipped_population() -> None:
     assert posterior.parameters and all(population.value(name) >= 0 for name in posterior.parameters)
     assert any(line.startswith("fitted to (targets):") for line in posterior.header)
     assert any("pop_response_ma" in line for line in posterior.header if line.startswith("checks"))
+
+
+def test_draws_run_on_a_dask_scheduler_give_the_local_workers_numbers(cohort: Path, posterior: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    args = ["run", str(cohort), "--uncertainty", "2", "--posterior", str(posterior), "--no-progress"]
+    assert main([*args, "--out", str(cohort.parent / "local"), "--workers", "1"]) == 0
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        assert main([*args, "--out", str(cohort.parent / "dask"), "--scheduler", cluster.scheduler_address]) == 0
+    for name in ("summary.csv", "uncertainty.csv", "uncertainty_draws.csv"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(cohort.parent / "dask" / name), pd.read_csv(cohort.parent / "local" / name), check_exact=True
+        )
+
+
+def test_an_unreachable_scheduler_stops_the_run_with_its_address(
+    cohort: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    address = "tcp://127.0.0.1:9"  # the discard port: nothing listens there
+    assert main(["run", str(cohort), "--out", str(cohort.parent / "o"), "--scheduler", address, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert address in err and "--scheduler" in err and "Traceback" not in err

@@ -115,3 +115,23 @@ def test_sweep_table_and_netcdf_carry_units(tmp_path) -> None:
         for name in names:
             UREG.parse_expression(dataset[name].attrs["units"])
         assert _same(dataset["peak_ejaculate_concentration"].attrs["units"], "1e6 / mL")
+
+
+def test_the_cohort_readouts_carry_their_units_with_their_options_bound(caplog: pytest.LogCaptureFixture) -> None:
+    """The semen and retrieval readouts run with their visit days bound (functools.partial) keep their units."""
+    import functools
+    import logging
+
+    from ra_model.studies import clinical, retrieval
+
+    samples = pd.DataFrame({"sample_id": ["a"], "cyp26_expr": [1.0]})
+    metrics = {
+        clinical.METRIC: functools.partial(clinical.semen_analyses, visit_days=(0.0, 2.0)),
+        retrieval.METRIC: functools.partial(retrieval.retrieval_readouts, visit_days=(2.0,)),
+    }
+    with caplog.at_level(logging.INFO, logger="ra_model"):
+        table = run_sweep(samples, metrics=metrics, phenotype="healthy", t_end_d=2.0, workers=1, progress=False)
+    units = table.attrs["units"]
+    assert _same(units["semen.conc_d2"], "1e6 / mL") and _same(units["semen.detection_limit_M_per_mL"], "1e6 / mL")
+    assert units["retrieval.micro_TESE_end"] == "dimensionless"
+    assert "declares no units" not in caplog.text

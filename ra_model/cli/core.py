@@ -219,8 +219,8 @@ def _print_summary(table: pd.DataFrame, every_d: float = 30.0) -> None:
 
 
 def _cmd_calibrate_prevalence(args: argparse.Namespace) -> int:
-    from ra_model.studies.calibrate_population import write_back
     from ra_model.studies.calibrate_prevalence import calibrate_prevalence, fit_note
+    from ra_model.studies.population import write_log_sd
 
     fit = calibrate_prevalence(n=args.n, seed=args.seed, n_classes=args.classes)
     out = Path(args.report)
@@ -235,7 +235,7 @@ def _cmd_calibrate_prevalence(args: argparse.Namespace) -> int:
         sys.stdout.write(fit.report.drop(columns=["source"]).to_string(index=False) + "\n")
     sys.stdout.write(f"fitted SD of logit(focus_share): {fit.fitted['focus_share']:g}; report in {out}\n")
     if args.write:
-        for line in write_back(fit, note=fit_note(fit), by="ra-model calibrate-prevalence"):
+        for line in write_log_sd(fit.fitted, note=fit_note(fit), by="ra-model calibrate-prevalence"):
             sys.stdout.write(f"wrote models/population.toml: {line}\n")
     return 0
 

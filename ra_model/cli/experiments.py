@@ -62,7 +62,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     sys.stderr.write(f"running {experiment.id} ({experiment.kind}){' at reduced size' if args.reduced else ''}\n")
     try:
         result = run_experiment(
-            experiment, work_dir=out / "sweep", workers=args.workers, progress=not args.no_progress, fresh=args.fresh
+            experiment,
+            work_dir=out / "sweep",
+            workers=args.workers,
+            progress=not args.no_progress,
+            fresh=args.fresh,
+            client=args.scheduler,
         )
     except ExperimentFailedError as exc:  # keep what was computed: every failure, with its inputs
         _write_tables(exc.partial, out)
@@ -130,6 +135,7 @@ def _run_uncertainty(
         workers=args.workers,
         progress=not args.no_progress,
         fresh=args.fresh,
+        client=args.scheduler,
     )
     found.table.to_csv(out / "uncertainty.csv", index=False)
     found.draws.to_csv(out / "uncertainty_draws.csv", index=False)
@@ -201,39 +207,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_calibrate_population(args: argparse.Namespace) -> int:
-    from ra_model.plots.cohort import close, plot_population_fit
-    from ra_model.studies.calibrate_population import calibrate_population, write_back
-    from ra_model.studies.experiments import load_experiment
-
-    experiment = load_experiment(Path(args.experiment)) if args.experiment else None
-    fit = calibrate_population(
-        parameters=args.parameter or ("cyp26_expr",),
-        experiment=experiment,
-        n_per_histology=args.n,
-        grid_points=args.grid,
-        workers=args.workers,
-    )
-    out = Path(args.report)
-    out.mkdir(parents=True, exist_ok=True)
-    fit.report.to_csv(out / "population_fit_report.csv", index=False)
-    fit.trace.to_csv(out / "population_fit_trace.csv", index=False)
-    fig = plot_population_fit(fit.report, fit.trace)
-    fig.savefig(out / "population_fit.png", dpi=110)
-    close({"fit": fig})
-    (out / "population_fit.json").write_text(
-        json.dumps(_json_safe({"fitted_log_sd": fit.fitted, "n_per_histology": fit.n_per_histology}), indent=2),
-        encoding="utf-8",
-    )
-    with pd.option_context("display.width", 200, "display.float_format", "{:.3g}".format):
-        sys.stdout.write(fit.report[["target", "published_or_assumed", "simulated", "residual"]].to_string() + "\n")
-    sys.stdout.write(f"fitted log_sd: {fit.fitted}\n")
-    if args.write:
-        for line in write_back(fit):
-            sys.stdout.write(f"wrote models/population.toml: {line}\n")
-    return 0
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``run`` and ``experiments`` to the ``ra-model`` sub-command parser."""
     p = sub.add_parser("run", help="run an experiment file (experiments/<id>.toml)")
@@ -242,6 +215,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--reduced", action="store_true", help="use the file's [reduced] table (quick run)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="Dask scheduler address (tcp://host:port) to run cohorts, grids and --uncertainty draws on",
+    )
     p.add_argument(
         "--fresh",
         action="store_true",
@@ -259,18 +237,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--uncertainty-seed", type=int, default=0, help="seed of the posterior draws (default 0)")
     p.set_defaults(func=_cmd_run)
-
-    p = sub.add_parser(
-        "calibrate-population", help="fit uncertain between-person spreads to the trial's response rates"
-    )
-    p.add_argument("--parameter", action="append", default=[], help="variability entry to fit (default cyp26_expr)")
-    p.add_argument("--experiment", default=None, help="cohort experiment giving the setting (default jessup2025)")
-    p.add_argument("--n", type=int, default=20, help="candidate men per histology per evaluation (default 20)")
-    p.add_argument("--grid", type=int, default=5, help="grid points per parameter (default 5)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    p.add_argument("--report", default="population_fit", help="folder for the fit report")
-    p.add_argument("--write", action="store_true", help="write the fitted values to models/population.toml")
-    p.set_defaults(func=_cmd_calibrate_population)
 
     p = sub.add_parser("experiments", help="list the shipped experiments")
     p.add_argument("--folder", default=None, help="another folder of experiment files")

@@ -194,29 +194,6 @@ def plot_germ_cells(results: pd.DataFrame, *, runs: Sequence[str] | None = None)
     return fig
 
 
-def plot_population_fit(report: pd.DataFrame, trace: pd.DataFrame) -> Figure:
-    """Targets against simulated response rates, and the objective over the fitted grid."""
-    fig, (left, right) = subplots(1, 2, figsize=(11, 4))
-    x = np.arange(len(report))
-    left.bar(x - 0.2, report["published_or_assumed"], 0.4, label="target (brief)", color="k", alpha=0.6)
-    left.bar(x + 0.2, report["simulated"], 0.4, label="simulated")
-    left.set_xticks(x, [str(g).replace("_", " ") for g in report["group"]], rotation=15)
-    left.set_ylabel("response rate")
-    left.set_ylim(0, 1)
-    left.legend(fontsize=8)
-    fitted = [c for c in trace.columns if not c.startswith("rate_") and c != "weighted_sse"]
-    if len(fitted) == 1:
-        order = trace.sort_values(fitted[0])
-        right.plot(order[fitted[0]], order["weighted_sse"], "o-")
-        right.set_xlabel(f"log_sd of {fitted[0]}")
-    else:
-        right.plot(trace["weighted_sse"].to_numpy(), "o")
-        right.set_xlabel("grid point")
-    right.set_ylabel("weighted sum of squared residuals")
-    fig.tight_layout()
-    return fig
-
-
 def experiment_figures(result: ExperimentResult) -> Mapping[str, Figure]:
     """Draw the figures an experiment asks for; returns figures by file stem."""
     exp = result.experiment

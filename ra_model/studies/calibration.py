@@ -53,7 +53,7 @@ STAGE_PARAMETERS: dict[str, tuple[str, ...]] = {
 }
 #: Stages of the same target file fitted by other modules (skipped here).
 OTHER_STAGES = {
-    "population": "ra_model.studies.calibrate_population",
+    "population": "ra_model.studies.abc_population",
     "prevalence": "ra_model.studies.calibrate_prevalence",
 }
 

@@ -130,6 +130,10 @@ def semen_analyses(table: pd.DataFrame, *, visit_days: Sequence[float]) -> dict[
     return out
 
 
+#: Every readout of :func:`semen_analyses` is a concentration in million per mL (pint-parseable, as in sweeps).
+semen_analyses.units = "1e6 / mL"  # type: ignore[attr-defined]
+
+
 def first_response(present: Sequence[bool], *, consecutive: int = 2) -> int | None:
     """Return the index of the first visit that starts ``consecutive`` positive visits in a row.
 

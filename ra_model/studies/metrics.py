@@ -8,6 +8,7 @@ path ``"package.module:function"``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from collections.abc import Callable, Collection, Mapping
@@ -97,6 +98,8 @@ def metric_units(name: str, metric: Metric) -> str | None:
     if name in METRIC_UNITS and BUILTIN_METRICS.get(name) is metric:
         return METRIC_UNITS[name]
     declared = getattr(metric, "units", None)
+    if declared is None and isinstance(metric, functools.partial):  # a metric with its options bound
+        declared = getattr(metric.func, "units", None)
     if isinstance(declared, str):
         return declared
     return METRIC_UNITS.get(getattr(metric, "__name__", ""))

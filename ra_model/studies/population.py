@@ -18,7 +18,10 @@ writes it as a variability file a scenario can name.
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
+import functools
 import math
+import re
 import tomllib
 import zlib
 from collections.abc import Mapping, Sequence
@@ -464,6 +467,56 @@ def dump_population(population: Population) -> str:
         for name, f in population.factors.items()
     }
     return tomli_w.dumps(data)
+
+
+def write_log_sd(fitted: Mapping[str, float], path: Path | None = None, *, note: str, by: str) -> list[str]:
+    """Write fitted log_sd values into the variability file, with a note in each entry's source.
+
+    Only the ``log_sd`` and ``source`` lines of the fitted entries are rewritten (an earlier fit's note is
+    replaced); the file is read immediately before writing.
+
+    Args:
+        fitted: Fitted log_sd per variability entry.
+        path: The variability file; defaults to the shipped one.
+        note: What the values were fitted to, for the source note.
+        by: The fitting command named in the note.
+
+    Returns:
+        One line per change, ``parameter: old -> new``.
+
+    Raises:
+        InvalidValueError: The file has no such entry, or the entry is a ``cv`` entry (no log_sd line).
+    """
+    path = path or model_dir() / POPULATION_FILE
+    text = path.read_text(encoding="utf-8")
+    changes = []
+    entry_note = f"; fitted {_dt.date.today().isoformat()} by {by} to {note}"
+    for name, value in fitted.items():
+        header = re.search(rf"^\[variability\.{re.escape(name)}\]\s*$", text, flags=re.MULTILINE)
+        if header is None:
+            raise InvalidValueError(f"{path}: no [variability.{name}] entry to write {name} into; add the entry first")
+        end = re.search(r"^\[", text[header.end() :], flags=re.MULTILINE)
+        stop = header.end() + (end.start() if end else len(text) - header.end())
+        block = text[header.end() : stop]
+        old = re.search(r"^log_sd\s*=\s*([-+0-9.eE]+)", block, flags=re.MULTILINE)
+        if old is None:
+            raise InvalidValueError(f"{path}: [variability.{name}] has no log_sd line (a cv entry cannot be fitted)")
+        block = block[: old.start()] + f"log_sd = {value:.4g}" + block[old.end() :]
+        block = re.sub(
+            r'^(source\s*=\s*")(.*?)(?:; fitted \d{4}-\d\d-\d\d by [a-z_ -]+? to [^"]*)?(")',
+            functools.partial(_with_note, note=entry_note),
+            block,
+            count=1,
+            flags=re.MULTILINE,
+        )
+        text = text[: header.end()] + block + text[stop:]
+        changes.append(f"{name}: log_sd {old.group(1)} -> {value:.4g}")
+    path.write_text(text, encoding="utf-8")
+    return changes
+
+
+def _with_note(match: re.Match[str], *, note: str) -> str:
+    return f"{match.group(1)}{match.group(2)}{note}{match.group(3)}"
 
 
 def _stream(seed: int, histology: str, index: int, name: str) -> np.random.Generator:

@@ -144,6 +144,10 @@ def retrieval_readouts(table: pd.DataFrame, *, visit_days: Sequence[float] | Non
     return out
 
 
+#: Every readout of :func:`retrieval_readouts` is a probability, 0-1.
+retrieval_readouts.units = "dimensionless"  # type: ignore[attr-defined]
+
+
 def _group_row(histology: str, group: str, men: pd.DataFrame) -> dict[str, object]:
     """Return one summary row: the group's size, mean chances and expected men with sperm found."""
     means: dict[str, float] = {}

@@ -336,6 +336,7 @@ def run_sensitivity_experiment(
     fresh: bool = False,
     plugins: Collection[str] = (),
     n_classes: int = 1,
+    client: distributed.Client | str | None = None,
 ) -> dict[str, Any]:
     """Run a ``kind = "sensitivity"`` spec: the design, the sweep, the indices and a ranking.
 
@@ -353,6 +354,7 @@ def run_sensitivity_experiment(
         plugins: Modules whose ``"module:function"`` metrics may be imported and run (user code runs
             only when its module is named here; see :func:`ra_model.studies.metrics.resolve_metric`).
         n_classes: Tubule-focus classes the testis is built from (see ``run_sweep``; 1 = homogeneous).
+        client: A Dask client or scheduler address to run the sweep on (None: local worker processes).
 
     Returns:
         A summary: ``title`` (phenotype and regimen), ``method``, ``n_runs``, ``rank_by``, ``ranking``
@@ -384,6 +386,7 @@ def run_sensitivity_experiment(
         fresh=fresh,
         progress=progress,
         n_classes=n_classes,
+        client=client,
     )
     rank_by = parsed.rank_by or parsed.metrics[0]
     key = "ST" if parsed.design == "sobol" else "mu_star"
@@ -419,13 +422,15 @@ def run_sensitivity_file(
     fresh: bool = False,
     plugins: Collection[str] = (),
     n_classes: int = 1,
+    client: distributed.Client | str | None = None,
 ) -> pd.DataFrame:
     """Run a sensitivity spec file (the hook ``ra-model run`` calls); return the index table, ranked.
 
     The table gains a ``rank`` column (1 = most influential on ``rank_by``); ``fresh`` starts the
     folder's sweep over (see ``run_sweep``); ``plugins`` as in :func:`run_sensitivity_experiment`.
     ``n_classes`` is the scenario file's ``classes`` key, read and checked by
-    :func:`ra_model.studies.experiments.load_experiment`; the key is left out of the spec here.
+    :func:`ra_model.studies.experiments.load_experiment`; the key is left out of the spec here. ``client``
+    runs the sweep on Dask (a client or a scheduler address; None: local worker processes).
     """
     from ra_model.studies.design import read_spec
 
@@ -440,6 +445,7 @@ def run_sensitivity_file(
         fresh=fresh,
         plugins=plugins,
         n_classes=n_classes,
+        client=client,
     )
     indices: pd.DataFrame = summary["indices"].copy()
     rank = {p: i + 1 for i, p in enumerate(summary["ranking"])}

@@ -472,7 +472,8 @@ def _execute_dask(
     try:
         futures = [dask_client.submit(_run_chunk, chunk, settings, pure=False) for chunk in chunks]
         try:
-            for future in distributed.as_completed(futures):  # type: ignore[no-untyped-call]
+            # the client's own loop: with a scheduler address there is no default client for as_completed to find
+            for future in distributed.as_completed(futures, loop=dask_client.loop):  # type: ignore[no-untyped-call]
                 results: list[dict[str, Any]] = future.result()
                 bar.update(len(results))
                 yield results

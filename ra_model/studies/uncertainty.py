@@ -24,6 +24,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,9 @@ from ra_model.errors import InvalidValueError
 from ra_model.studies.abc_population import Posterior
 from ra_model.studies.experiments import Experiment, ExperimentResult, run_experiment
 from ra_model.studies.population import dump_population
+
+if TYPE_CHECKING:
+    import distributed
 
 log = logging.getLogger(__name__)
 
@@ -162,13 +166,14 @@ def run_draw(
     workers: int | None,
     progress: bool,
     fresh: bool,
+    client: distributed.Client | str | None = None,
 ) -> tuple[pd.DataFrame, bool]:
     """Run (or read back) the cohort at one posterior draw.
 
     The draw's population (the experiment's, with ``values`` applied) is written to ``folder/population.toml``
     and the experiment is run with it, its sweep in ``folder/sweep`` (a killed draw resumes there). The
     summary and then the record (:data:`DRAW_RECORD`) are written last; a folder whose record matches is read
-    back without running.
+    back without running. The men run on ``client`` (Dask) when given, else on ``workers`` local processes.
 
     Returns:
         The draw's summary table and whether it was read back.
@@ -189,7 +194,9 @@ def run_draw(
     record_path.unlink(missing_ok=True)
     (folder / DRAW_POPULATION).write_text(text, encoding="utf-8")
     variant = dataclasses.replace(experiment, variability_file=folder / DRAW_POPULATION)
-    result = run_experiment(variant, work_dir=folder / "sweep", workers=workers, progress=progress, fresh=fresh)
+    result = run_experiment(
+        variant, work_dir=folder / "sweep", workers=workers, progress=progress, fresh=fresh, client=client
+    )
     result.summary.to_csv(summary_path, index=False)
     record_path.write_text(json.dumps(record, indent=2), encoding="utf-8")
     return result.summary, False
@@ -206,6 +213,7 @@ def run_uncertainty(
     workers: int | None = None,
     progress: bool = True,
     fresh: bool = False,
+    client: distributed.Client | str | None = None,
 ) -> UncertaintyResult:
     """Rerun a cohort over ``n_draws`` posterior draws and set the band of each rate beside the point estimate.
 
@@ -220,6 +228,8 @@ def run_uncertainty(
         workers: Sweep worker processes per draw (None: all cores).
         progress: Show each draw's progress bar.
         fresh: Run every draw again, setting earlier sweep results aside.
+        client: A Dask client or scheduler address (``tcp://host:port``) to run every draw's men on (None:
+            ``workers`` local processes). The sweep engine's chunks make each draw resumable either way.
 
     Returns:
         The table, the per-draw rates and how many draws were read back.
@@ -238,7 +248,9 @@ def run_uncertainty(
     for i, values in enumerate(draws):
         folder = out_dir / f"draw-{i:03d}"
         log.info("posterior draw %d of %d: %s", i + 1, n_draws, values)
-        summary, again = run_draw(experiment, values, folder, workers=workers, progress=progress, fresh=fresh)
+        summary, again = run_draw(
+            experiment, values, folder, workers=workers, progress=progress, fresh=fresh, client=client
+        )
         reused += again
         frame = summary[[c for c in (COHORT, GROUP, N_MEN, RESPONDERS, RATE) if c in summary.columns]].copy()
         frame.insert(0, DRAW, i)

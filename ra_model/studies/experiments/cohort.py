@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +38,9 @@ from ra_model.studies.experiments.common import (
 )
 from ra_model.studies.experiments.spec import MAX_RUNS, Experiment, Published, Reader
 from ra_model.studies.population import BODY_WEIGHT_KG, HISTOLOGY, PATIENT_INDEX, allocate, check_mix, draw_patients
+
+if TYPE_CHECKING:
+    import distributed
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +213,7 @@ def enrol(
     workers: int | None = None,
     progress: bool = True,
     fresh: bool = False,
+    client: distributed.Client | str | None = None,
 ) -> pd.DataFrame:
     """Screen virtual men of each histology until every cohort is filled, treating each candidate.
 
@@ -252,6 +256,7 @@ def enrol(
             progress=progress,
             fresh=fresh,
             metrics=_metrics(exp),
+            client=client,
         )
         fresh = False  # later screening rounds add men to this round's results
         require_some_success(exp, raw, inputs)
@@ -431,6 +436,7 @@ def run_cohort(
     progress: bool,
     fresh: bool = False,
     redraws: int = clinical.DEFAULT_REDRAWS,
+    client: distributed.Client | str | None = None,
 ) -> ExperimentResult:
     """Enrol and treat the cohorts of a ``cohort`` experiment (:func:`enrol`) and summarise them.
 
@@ -442,6 +448,7 @@ def run_cohort(
         fresh: Set earlier results in ``work_dir`` aside.
         redraws: Measurement draws for the spread of the rates (:func:`measurement_spread`); 0 leaves the spread
             columns NaN.
+        client: A Dask client or scheduler address to run the men on (None: local worker processes).
 
     Returns:
         Results: one row per candidate. Summary: response rates per cohort and histology, read on the simulated
@@ -456,7 +463,7 @@ def run_cohort(
     """
     if isinstance(redraws, bool) or not isinstance(redraws, int) or redraws < 0:
         raise InvalidValueError(f"redraws = {redraws!r}; use a whole number >= 0 (0: no spread over measurement draws)")
-    results = enrol(exp, work_dir=work_dir, workers=workers, progress=progress, fresh=fresh)
+    results = enrol(exp, work_dir=work_dir, workers=workers, progress=progress, fresh=fresh, client=client)
     spread = measurement_spread(results, exp, redraws=redraws) if redraws else {}
     summaries, curves, peaks, retrievals = [], [], [], []
     for name in exp.cohorts:

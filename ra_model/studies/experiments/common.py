@@ -7,7 +7,7 @@ import importlib.metadata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -16,6 +16,9 @@ from ra_model.errors import ExperimentFailedError
 from ra_model.model.source import default_sbml, sbml_hash
 from ra_model.studies import clinical, retrieval
 from ra_model.studies.experiments.spec import Experiment
+
+if TYPE_CHECKING:
+    import distributed
 
 #: Prefixes of the per-man readout columns a sweep adds (visits, retrieval): left out of the failures table.
 READOUT_PREFIXES = (f"{clinical.METRIC}.", f"{retrieval.METRIC}.")
@@ -99,6 +102,7 @@ def sweep_visits(
     progress: bool,
     fresh: bool = False,
     metrics: Mapping[str, Callable[[pd.DataFrame], Any]] | None = None,
+    client: distributed.Client | str | None = None,
 ) -> pd.DataFrame:
     """Simulate every man of a samples table and read his semen analyses at the experiment's visits.
 
@@ -112,6 +116,7 @@ def sweep_visits(
         fresh: Set earlier results in ``work_dir`` aside instead of resuming from them.
         metrics: Further per-man metrics computed inside the sweep (only their numbers come back), by
             name, beside the semen analyses (e.g. :data:`ra_model.studies.retrieval.METRIC`).
+        client: A Dask client or scheduler address to run the men on (None: local worker processes).
 
     Returns:
         The sweep table (:func:`ra_model.studies.sweep.run_sweep`) with the visit readouts in
@@ -131,6 +136,7 @@ def sweep_visits(
         workers=workers,
         progress=progress,
         fresh=fresh,
+        client=client,
     )
 
 

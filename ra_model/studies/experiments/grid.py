@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -22,6 +22,9 @@ from ra_model.studies.experiments.common import (
 )
 from ra_model.studies.experiments.spec import CHECK_WEIGHT_KG, MAX_RUNS, Experiment, Reader
 from ra_model.studies.population import BODY_WEIGHT_KG, HISTOLOGY, draw_patients
+
+if TYPE_CHECKING:
+    import distributed
 
 
 def _is_regimen(text: str) -> bool:
@@ -110,7 +113,13 @@ def read_grid(r: Reader, data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_grid(
-    exp: Experiment, *, work_dir: Path | None, workers: int | None, progress: bool, fresh: bool = False
+    exp: Experiment,
+    *,
+    work_dir: Path | None,
+    workers: int | None,
+    progress: bool,
+    fresh: bool = False,
+    client: distributed.Client | str | None = None,
 ) -> ExperimentResult:
     """Treat the same men of each histology with every dose for every duration, in one sweep.
 
@@ -140,7 +149,14 @@ def run_grid(
     samples.attrs["seed"] = exp.seed
     samples.attrs["design"] = f"experiment {exp.id}: dose x duration grid"
     raw = sweep_visits(
-        samples, exp, t_end_d=exp.t_end_d, work_dir=work_dir, workers=workers, progress=progress, fresh=fresh
+        samples,
+        exp,
+        t_end_d=exp.t_end_d,
+        work_dir=work_dir,
+        workers=workers,
+        progress=progress,
+        fresh=fresh,
+        client=client,
     )
     inputs = inputs_record(exp, histologies=list(exp.histologies), visit_days=list(exp.visit_days))
     require_some_success(exp, raw, inputs)

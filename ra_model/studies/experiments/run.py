@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ra_model.errors import InvalidValueError
 from ra_model.studies.experiments.cohort import run_cohort
@@ -11,6 +12,9 @@ from ra_model.studies.experiments.grid import run_grid
 from ra_model.studies.experiments.sensitivity import run_sensitivity
 from ra_model.studies.experiments.single import run_single
 from ra_model.studies.experiments.spec import Experiment
+
+if TYPE_CHECKING:
+    import distributed
 
 #: The experiment file a work folder's results belong to, kept beside its sweep chunks.
 EXPERIMENT_RECORD = "experiment.toml"
@@ -23,6 +27,7 @@ def run_experiment(
     workers: int | None = None,
     progress: bool = True,
     fresh: bool = False,
+    client: distributed.Client | str | None = None,
 ) -> ExperimentResult:
     """Run an experiment.
 
@@ -34,6 +39,8 @@ def run_experiment(
         progress: Show the sweep's progress bar.
         fresh: Set earlier results in ``work_dir`` aside instead of resuming from them (a folder whose
             earlier run differs is refused without it).
+        client: A Dask client or scheduler address (``tcp://host:port``) to run cohorts, grids and
+            sensitivity sweeps on (None: local worker processes; see :func:`ra_model.studies.sweep.run_sweep`).
 
     Returns:
         The results, summary and provenance.
@@ -49,10 +56,12 @@ def run_experiment(
     if work_dir is not None:
         _claim(work_dir, experiment, fresh=fresh)
     if experiment.kind == "cohort":
-        return run_cohort(experiment, work_dir=work_dir, workers=workers, progress=progress, fresh=fresh)
+        return run_cohort(experiment, work_dir=work_dir, workers=workers, progress=progress, fresh=fresh, client=client)
     if experiment.kind == "grid":
-        return run_grid(experiment, work_dir=work_dir, workers=workers, progress=progress, fresh=fresh)
-    return run_sensitivity(experiment, work_dir=work_dir, workers=workers, progress=progress, fresh=fresh)
+        return run_grid(experiment, work_dir=work_dir, workers=workers, progress=progress, fresh=fresh, client=client)
+    return run_sensitivity(
+        experiment, work_dir=work_dir, workers=workers, progress=progress, fresh=fresh, client=client
+    )
 
 
 def _claim(work_dir: Path, experiment: Experiment, *, fresh: bool) -> None:

@@ -9,14 +9,24 @@ result's summary).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ra_model.studies import sensitivity
 from ra_model.studies.experiments.common import ExperimentResult, inputs_record
 from ra_model.studies.experiments.spec import Experiment
 
+if TYPE_CHECKING:
+    import distributed
+
 
 def run_sensitivity(
-    exp: Experiment, *, work_dir: Path | None, workers: int | None, progress: bool, fresh: bool = False
+    exp: Experiment,
+    *,
+    work_dir: Path | None,
+    workers: int | None,
+    progress: bool,
+    fresh: bool = False,
+    client: distributed.Client | str | None = None,
 ) -> ExperimentResult:
     """Run a ``sensitivity`` experiment through ``ra_model.studies.sensitivity.run_sensitivity_file``.
 
@@ -33,5 +43,6 @@ def run_sensitivity(
         reduced=exp.reduced,
         fresh=fresh,
         n_classes=exp.n_classes,
+        client=client,
     )
     return ExperimentResult(experiment=exp, results=table, summary=table, tables={}, inputs=inputs_record(exp))
