@@ -123,3 +123,20 @@ def test_preset_overrides_names_set_and_scaled_values(tmp_path: Path) -> None:
         "cyp26_expr": PresetOverride("cyp26_expr", 2.0, 6.0, shipped.defaults["cyp26_expr"], factor=3.0),
     }
     assert "the file's 2 becomes 6" in str(found["cyp26_expr"])
+
+
+def test_sweep_refuses_the_file_too_and_runs_it_with_force(files: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """`ra-model sweep --model FILE` follows simulate: refused with the fix named, run with --force."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'design = "random"\nn = 2\nseed = 1\nphenotype = "maturation_arrest"\nt_end_d = 2.0\n'
+        'metrics = ["peak_ejaculate_concentration"]\n[parameters]\ncyp26_expr = [0.5, 2.0]\n',
+        encoding="utf-8",
+    )
+    common = ["sweep", str(spec), "--workers", "1", "--quiet", "--model", str(files["copasi"])]
+    assert main([*common, "--out", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err
+    assert "unit check" in err and "--force" in err and "Traceback" not in err
+    assert main([*common, "--out", str(tmp_path / "forced"), "--force"]) == 0, capsys.readouterr().err
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "x"), "--force", "--quiet"]) == 2
+    assert "--model" in capsys.readouterr().err

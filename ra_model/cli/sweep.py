@@ -18,6 +18,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if raw.get("kind") == "sensitivity":
         return _cmd_sensitivity(args)
     spec = parse_sweep_spec(raw, where=str(path), reduced=args.reduced)
+    if args.force and not args.model:
+        raise argparse.ArgumentTypeError("--force only applies to a --model file; give --model FILE or drop --force")
     out = Path(args.out)
     samples = make_design(spec.ranges, design=spec.design, n=spec.n, seed=spec.seed, fixed=spec.fixed)
     metrics = {m: resolve_metric(m, where=f"{path}, key metrics", plugins=args.plugin) for m in spec.metrics}
@@ -36,6 +38,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         model=Path(args.model) if args.model else None,
         progress=not args.quiet,
         n_classes=args.classes,
+        force_model=args.force,
     )
     out.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out / "sweep.parquet", index=False)
@@ -118,4 +121,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             p.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:port)")
             p.add_argument("--fast", action="store_true", help="use the fast path (see README, Performance)")
             p.add_argument("--model", default=None, help="SBML file to sweep instead of the shipped model")
+            p.add_argument(
+                "--force", action="store_true", help="sweep a --model file even though it fails the SBML unit check"
+            )
         p.set_defaults(func=func)

@@ -50,7 +50,10 @@ def engine_from_file(path: Path, *, options: SolverOptions | None = None, force:
     text = read_sbml(path)
     problem = unit_problem(path, text)
     if problem and not force:
-        raise ModelBuildError(problem + "; to run it anyway, add --force (Python: engine_from_file(path, force=True))")
+        raise ModelBuildError(
+            problem + "; to run it anyway, add --force (Python: engine_from_file(path, force=True) or "
+            "run_sweep(..., model=path, force_model=True))"
+        )
     if problem:
         log.warning("%s; running it anyway (--force)", problem)
     engine = Engine(text, options=options)

@@ -115,7 +115,13 @@ _LOCAL = threading.local()
 
 
 def worker_engine(
-    *, fast: bool = False, rtol: float = SWEEP_RTOL, model: str | None = None, split: bool = False, n_classes: int = 1
+    *,
+    fast: bool = False,
+    rtol: float = SWEEP_RTOL,
+    model: str | None = None,
+    split: bool = False,
+    n_classes: int = 1,
+    force_model: bool = False,
 ) -> Engine | FastEngine | SplitEngine:
     """Return this thread's compiled engine for the exact or fast path, compiling it on first use.
 
@@ -130,6 +136,7 @@ def worker_engine(
         split: The exact path on the split model (:mod:`ra_model.engines.splitpath`); shipped model only.
         n_classes: Focus classes of the shipped model (:func:`ra_model.model.source.default_sbml`), on
             every path.
+        force_model: Compile ``model`` although it fails the unit check (its findings are logged).
     """
     split = split and not fast and model is None
     key = f"fast-{n_classes}" if fast else f"{'split' if split else 'exact'}-{rtol:g}-{model or ''}-{n_classes}"
@@ -153,7 +160,8 @@ def worker_engine(
         elif model is not None:
             from ra_model.engines.from_file import engine_from_file
 
-            engines[key] = engine_from_file(Path(model), options=SolverOptions(rtol=rtol, atol=SWEEP_ATOL))
+            options = SolverOptions(rtol=rtol, atol=SWEEP_ATOL)
+            engines[key] = engine_from_file(Path(model), options=options, force=force_model)
         else:
             from ra_model.engines.simulate import default_engine
 
@@ -166,11 +174,13 @@ def worker_engine(
     return engines[key]
 
 
-def _init_worker(parent: int, fast: bool, rtol: float, model: str | None, split: bool, n_classes: int = 1) -> None:
+def _init_worker(
+    parent: int, fast: bool, rtol: float, model: str | None, split: bool, n_classes: int = 1, force_model: bool = False
+) -> None:
     """Process-pool initializer: tie the worker to its parent, then compile the model once."""
     follow_parent(parent)
     logging.getLogger("roadrunner").setLevel(logging.ERROR)
-    worker_engine(fast=fast, rtol=rtol, model=model, split=split, n_classes=n_classes)
+    worker_engine(fast=fast, rtol=rtol, model=model, split=split, n_classes=n_classes, force_model=force_model)
 
 
 # --------------------------------------------------------------------------- one sample
@@ -197,6 +207,7 @@ def _run_one(row: Mapping[str, Any], settings: SweepSettings) -> dict[str, Any]:
             model=settings.model,
             split=settings.split,
             n_classes=settings.n_classes,
+            force_model=settings.force_model,
         )
         common = {"t_end_d": settings.t_end_d, "overrides": overrides, "output_step_d": settings.output_step_d}
         if isinstance(engine, FastEngine):
@@ -289,6 +300,7 @@ def run_sweep(
     progress: bool = True,
     chunk_size: int = 50,
     n_classes: int = 1,
+    force_model: bool = False,
 ) -> pd.DataFrame:
     """Simulate every sample and reduce each result to metrics.
 
@@ -330,6 +342,8 @@ def run_sweep(
             exact path (the default), the fast path and, with ``split=False``, the whole model in
             libroadrunner as ``simulate(..., n_classes=N)`` does. ``n_classes`` is part of the run
             settings (and the model hash differs per N), so folders of different N never mix.
+        force_model: Run a ``model`` file that fails the SBML unit check (refused by default; the findings
+            are logged as a warning instead), as ``ra-model sweep --model FILE --force``.
 
     Returns:
         One row per sample in the order of ``samples``: the input columns, the metric columns,
@@ -346,7 +360,19 @@ def run_sweep(
             the finished chunks were saved, the workers stopped and the lock released.
     """
     settings = _validate(
-        samples, metrics, phenotype, regimen, t_end_d, output_step_d, fast, chunk_size, rtol, model, split, n_classes
+        samples,
+        metrics,
+        phenotype,
+        regimen,
+        t_end_d,
+        output_step_d,
+        fast,
+        chunk_size,
+        rtol,
+        model,
+        split,
+        n_classes,
+        force_model=force_model,
     )
     if not isinstance(fresh, bool):
         raise InvalidValueError(f"fresh = {fresh!r}; use True (start the folder over) or False (resume)")
@@ -443,7 +469,15 @@ def _execute(
         max_workers=min(n_workers, len(chunks)),
         mp_context=context,
         initializer=_init_worker,
-        initargs=(os.getpid(), settings.fast, settings.rtol, settings.model, settings.split, settings.n_classes),
+        initargs=(
+            os.getpid(),
+            settings.fast,
+            settings.rtol,
+            settings.model,
+            settings.split,
+            settings.n_classes,
+            settings.force_model,
+        ),
     )
     futures: list[cf.Future[list[dict[str, Any]]]] = []
     try:
@@ -523,6 +557,7 @@ def _validate(
     model: Path | None,
     split: bool,
     n_classes: int = 1,
+    force_model: bool = False,
 ) -> SweepSettings:
     if not (isinstance(rtol, float) and 1e-12 <= rtol <= 1e-3):
         raise InvalidValueError(
@@ -566,7 +601,10 @@ def _validate(
     if model is not None:
         from ra_model.engines.from_file import engine_from_file
 
-        model_hash = engine_from_file(Path(model)).sbml_hash  # validates the file up front, with line numbers
+        if force_model is not True and force_model is not False:
+            raise InvalidValueError(f"force_model = {force_model!r}; use True or False")
+        # validates the file up front, with line numbers
+        model_hash = engine_from_file(Path(model), force=force_model).sbml_hash
     else:
         model_hash = sbml_hash(default_sbml(n))
     table = read_parameter_table() | class_parameter_table(n)
@@ -617,6 +655,7 @@ def _validate(
         parameter_columns=tuple(parameter_columns),
         meta_columns=tuple(meta_columns),
         n_classes=n,
+        force_model=force_model,
     )
 
 

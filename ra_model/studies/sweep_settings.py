@@ -51,6 +51,7 @@ class SweepSettings:
         rtol: Relative tolerance of the exact path.
         model: Resolved path of an SBML file simulated instead of the shipped model, or None.
         model_hash: Hash of the simulated model's SBML.
+        force_model: Run ``model`` although it fails the SBML unit check (``run_sweep(force_model=True)``).
         split: The exact path on the split model.
         n_classes: Focus classes the shipped model's testis is built from (every path runs N classes).
         parameter_columns: The samples' parameter columns, in their order.
@@ -70,3 +71,4 @@ class SweepSettings:
     parameter_columns: tuple[str, ...]
     meta_columns: tuple[str, ...]
     n_classes: int = 1
+    force_model: bool = False
