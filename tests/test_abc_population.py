@@ -282,6 +282,25 @@ source = "a check"
     assert report.index("| ratio |") > report.index("## Checks kept out of the fit")
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_candidate_that_fails_stops_the_run_naming_its_error_and_the_kept_database(
+    tmp_path: Path, workers: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On pyABC's worker processes a failure killed a worker and said only 'At least one worker is dead'."""
+
+    def broken(self: A.CohortSimulator, values: dict[str, float]) -> dict[str, float]:
+        raise InvalidValueError("models/parameters.csv: columns must be id, value, ...")
+
+    monkeypatch.setattr(A.CohortSimulator, "__call__", broken)  # forked workers inherit it
+    out = tmp_path / "out"
+    args = ["calibrate-abc", "--out", str(out), "--population-size", "2", "--generations", "1", "--men", "2"]
+    assert main([*args, "--classes", "1", "--workers", workers]) == 1
+    err = capsys.readouterr().err
+    assert "columns must be id, value" in err and "abc.db" in err and "Traceback" not in err
+    assert "worker is dead" not in err
+    assert "columns must be id, value" in (out / A.ERRORS_FILE).read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("flag", [["--men", "0"], ["--generations", "x"]])
 def test_calibrate_abc_refuses_bad_sizes(tmp_path: Path, flag: list[str]) -> None:
     with pytest.raises(SystemExit) as stop:

@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 PROBLEM_FILE = "population_abc.toml"
 #: File of the weighted posterior particles in the model directory.
 POSTERIOR_FILE = "population_posterior.csv"
+#: File in the ABC's output folder where each candidate that failed to simulate is recorded (one line each).
+ERRORS_FILE = "abc_failures.txt"
 #: Posterior column holding each particle's normalised weight (the other columns are spread names).
 WEIGHT = "weight"
 #: Lines of the posterior file's header start with this (``pandas.read_csv(comment="#")`` skips them).
@@ -684,9 +686,17 @@ def run_abc(problem: AbcProblem, *, out_dir: Path, settings: AbcSettings | None 
     names = list(problem.parameters)
     variances = kernel_variances(problem, simulator)
 
+    errors = out_dir / ERRORS_FILE
+    errors.unlink(missing_ok=True)
+
     def model(parameter: Mapping[str, float]) -> dict[str, float]:
         values = {name: float(parameter[name]) for name in names}
-        stats = simulator(values)
+        try:
+            stats = simulator(values)
+        except Exception as exc:  # recorded for the main process: a dead pyABC worker says nothing of why
+            with errors.open("a", encoding="utf-8") as handle:
+                handle.write(f"candidate {_short(values)}: {type(exc).__name__}: {exc}\n")
+            raise
         log.info("ABC candidate %s -> %s", _short(values), _short(stats))
         return stats
 
@@ -706,7 +716,16 @@ def run_abc(problem: AbcProblem, *, out_dir: Path, settings: AbcSettings | None 
     np.random.seed(settings.seed)
     start = time.perf_counter()
     abc.new(database, observed)
-    history = abc.run(max_nr_populations=settings.generations)
+    try:
+        history = abc.run(max_nr_populations=settings.generations)
+    except Exception as exc:
+        first = (
+            errors.read_text(encoding="utf-8").splitlines()[0] if errors.is_file() else f"{type(exc).__name__}: {exc}"
+        )
+        raise SimulationFailedError(
+            f"the population ABC stopped: {first} (all failures in {errors}); the generations it finished are kept "
+            f"in {out_dir / 'abc.db'} (pyabc.History). Fix the cause and run again"
+        ) from exc
     elapsed = time.perf_counter() - start
     frame, weights = history.get_distribution(m=0, t=history.max_t)
     posterior = frame[names].reset_index(drop=True).astype(float)
