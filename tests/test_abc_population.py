@@ -282,6 +282,46 @@ source = "a check"
     assert report.index("| ratio |") > report.index("## Checks kept out of the fit")
 
 
+def test_a_run_stopped_by_its_time_limit_is_provisional_and_resumes_to_temperature_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--max-minutes stops after a generation (the posterior says provisional); --resume carries on to 1."""
+    problem = tmp_path / "abc.toml"
+    problem.write_text(  # a histology's median moves the share a lot, so the first temperature is above 1
+        'setting = "jessup2025"\n[[parameters]]\nid = "focus_share.median.hypospermatogenesis"\nlower = 0.002\n'
+        'upper = 0.5\nscale = "loguniform"\nsource = "test"\n'
+        '[[targets]]\nid = "share"\nrole = "fit"\nstatistic = "azoospermic_share"\ngroup = "hypospermatogenesis"\n'
+        'value = 0.5\nsd = 0.01\nsource = "synthetic"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    args = ["calibrate-abc", "--out", str(out), "--problem", str(problem), "--population-size", "4"]
+    args += ["--generations", "3", "--men", "20", "--classes", "1", "--workers", "1", "--check-draws", "1"]
+    assert main([*args, "--max-minutes", "0.0001"]) == 0  # past the limit after the first generation
+    assert "provisional" in capsys.readouterr().err
+    first = pd.read_csv(out / "generations.csv")
+    assert list(first["t"]) == [0] and first["epsilon"].iloc[-1] > 1
+    posterior = A.read_posterior(out / A.POSTERIOR_FILE)
+    assert any("PROVISIONAL" in line for line in posterior.header)
+    assert "**Provisional**" in (out / "population_abc.md").read_text(encoding="utf-8")
+    assert main([*args, "--resume"]) == 0
+    assert "provisional" not in capsys.readouterr().err
+    again = pd.read_csv(out / "generations.csv")
+    # carried on from generation 0 (not a new run from the prior) and stopped at temperature 1, by generation 2
+    assert list(again["t"]) == list(range(len(again))) and 2 <= len(again) <= 3
+    assert again["epsilon"].iloc[-1] == pytest.approx(1.0) and (again["epsilon"].iloc[:-1] > 1).all()
+    assert again["epsilon"].iloc[0] == pytest.approx(first["epsilon"].iloc[0])  # the same first generation
+    assert any("the particles sample the posterior" in line for line in A.read_posterior(out / A.POSTERIOR_FILE).header)
+
+
+def test_resume_without_a_database_or_with_another_problem_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["calibrate-abc", "--out", str(tmp_path / "none"), "--resume", "--men", "2", "--classes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "abc.db" in err and "without --resume" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_candidate_that_fails_stops_the_run_naming_its_error_and_the_kept_database(
     tmp_path: Path, workers: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

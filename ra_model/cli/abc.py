@@ -23,6 +23,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _minutes(text: str) -> float:
+    """Parse a number of minutes > 0 (an ``argparse`` type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give minutes > 0, e.g. 90") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value:g} minutes: give a number of minutes > 0, e.g. 90")
+    return value
+
+
 def _command(args: argparse.Namespace) -> str:
     """Return the command line that reproduces this run (for the posterior's header and the report)."""
     parts = [
@@ -39,6 +50,10 @@ def _command(args: argparse.Namespace) -> str:
     ]
     if args.problem:
         parts.append(f"--problem {args.problem}")
+    if args.max_minutes is not None:
+        parts.append(f"--max-minutes {args.max_minutes:g}")
+    if args.resume:
+        parts.append("--resume")
     if args.write:
         parts.append("--write")
     return " ".join(parts)
@@ -65,13 +80,14 @@ def _cmd_calibrate_abc(args: argparse.Namespace) -> int:
         size=size,
         seed=args.abc_seed,
         workers=args.workers,
+        max_minutes=args.max_minutes,
     )
     command = _command(args)
     sys.stderr.write(
         f"population ABC: {len(problem.parameters)} values, {len(problem.fitted)} targets "
         f"({', '.join(t.id for t in problem.fitted)}); checks kept out: {', '.join(t.id for t in problem.checks)}\n"
     )
-    result = A.run_abc(problem, out_dir=out, settings=settings)
+    result = A.run_abc(problem, out_dir=out, settings=settings, resume=args.resume)
     header = A.posterior_header(result, command=command)
     A.write_posterior(result.posterior, out / A.POSTERIOR_FILE, header=header)
     result.generations.to_csv(out / "generations.csv", index=False)
@@ -89,6 +105,11 @@ def _cmd_calibrate_abc(args: argparse.Namespace) -> int:
         f"{result.evaluations} candidates in {result.elapsed_s / 60:.1f} min; wrote {out}/ ({A.POSTERIOR_FILE}, "
         "population_abc.md, checks.csv, generations.csv, abc.db)\n"
     )
+    if not result.converged:
+        sys.stderr.write(
+            f"the run stopped at temperature {result.final_temperature:.3g}, before 1: the posterior is provisional "
+            f"(wider than the fit's); carry on with the same command and --resume\n"
+        )
     if args.write:
         A.write_posterior(result.posterior, model_dir() / A.POSTERIOR_FILE, header=header)
         fits = model_dir() / "fits"
@@ -117,6 +138,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--check-draws", type=_positive, default=10, help="posterior draws simulated for the checks (default 10)"
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=_minutes,
+        default=None,
+        help="stop after the first generation that ends past this many minutes (the posterior is then provisional)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="carry on the run in --out's abc.db (same problem and sizes) from its last finished generation",
     )
     p.add_argument(
         "--write",

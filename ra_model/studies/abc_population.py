@@ -587,6 +587,9 @@ class AbcSettings:
             candidate's sweep then in that process); 1 simulates one candidate at a time on
             ``size.workers`` sweep workers, and only then is the run reproducible to the last particle
             (with more, which candidates finish first depends on timing).
+        max_minutes: Stop after the first generation that ends past this wall time (None: no limit). The
+            posterior is then the last finished generation's, at a temperature above 1 (wider than the
+            posterior; the report says so); ``run_abc(..., resume=True)`` carries on from it.
     """
 
     population_size: int = 50
@@ -594,6 +597,7 @@ class AbcSettings:
     size: SimulationSize = field(default_factory=SimulationSize)
     seed: int = 1
     workers: int = 1
+    max_minutes: float | None = None
 
     def __post_init__(self) -> None:
         """Check the sizes are whole numbers in range."""
@@ -606,6 +610,12 @@ class AbcSettings:
                 raise InvalidValueError(f"{name} = {value!r}; use a whole number >= {low}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise InvalidValueError(f"seed = {self.seed!r}; use a whole number in [0, 2**32)")
+        if self.max_minutes is not None and (
+            isinstance(self.max_minutes, bool)
+            or not isinstance(self.max_minutes, int | float)
+            or not 0 < self.max_minutes < math.inf
+        ):
+            raise InvalidValueError(f"max_minutes = {self.max_minutes!r}; use a number of minutes > 0, or None")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -634,6 +644,16 @@ class AbcResult:
     evaluations: int
     elapsed_s: float
 
+    @property
+    def final_temperature(self) -> float:
+        """The last generation's temperature: 1 when the particles sample the posterior, above 1 if stopped early."""
+        return float(self.generations["epsilon"].iloc[-1]) if len(self.generations) else math.inf
+
+    @property
+    def converged(self) -> bool:
+        """Whether the run reached temperature 1 (its last generation samples the posterior)."""
+        return self.final_temperature <= 1.0 + 1e-9
+
 
 def kernel_variances(problem: AbcProblem, simulator: CohortSimulator) -> dict[str, float]:
     """Return each fitted target's kernel variance: ``sd**2`` plus the sampling variance of the simulated statistic.
@@ -654,14 +674,25 @@ def kernel_variances(problem: AbcProblem, simulator: CohortSimulator) -> dict[st
     return out
 
 
-def run_abc(problem: AbcProblem, *, out_dir: Path, settings: AbcSettings | None = None) -> AbcResult:
+def run_abc(
+    problem: AbcProblem, *, out_dir: Path, settings: AbcSettings | None = None, resume: bool = False
+) -> AbcResult:
     """Fit the problem's spreads by ABC-SMC (pyABC) and return the weighted posterior.
+
+    The run stops when the temperature reaches 1 (at generation ``settings.generations``, counted from the
+    first) or after ``settings.max_minutes``, whichever comes first; a stopped or killed run keeps its finished
+    generations in ``out_dir/abc.db``, and ``resume=True`` carries on from the last of them.
 
     Args:
         problem: Parameters, priors, targets and setting.
         out_dir: Folder for pyABC's sqlite database (``abc.db``; created; a new run is added to an
             existing database).
         settings: Sizes and seeds.
+        resume: Carry on the last run in ``out_dir/abc.db`` (same problem and sizes) instead of starting anew.
+
+    Raises:
+        InvalidValueError: ``resume`` without a database holding a run of the same fitted values and targets.
+        SimulationFailedError: A candidate failed to simulate (its error and the kept database are named).
 
     Returns:
         The posterior particles, the generations' history and the run's numbers.
@@ -715,9 +746,15 @@ def run_abc(problem: AbcProblem, *, out_dir: Path, settings: AbcSettings | None 
     database = f"sqlite:///{(out_dir / 'abc.db').resolve()}"
     np.random.seed(settings.seed)
     start = time.perf_counter()
-    abc.new(database, observed)
+    if resume:
+        _load_for_resume(abc, out_dir / "abc.db", names=names, observed=observed)
+    else:
+        abc.new(database, observed)
+    walltime = _dt.timedelta(minutes=settings.max_minutes) if settings.max_minutes is not None else None
+    # the temperature schedule counts generations from the run's first, so a resumed run still reaches 1 at
+    # `generations`, and minimum_epsilon = 1 (pyABC's own stop for a temperature) ends it there
     try:
-        history = abc.run(max_nr_populations=settings.generations)
+        history = abc.run(max_nr_populations=settings.generations, minimum_epsilon=1.0, max_walltime=walltime)
     except Exception as exc:
         first = (
             errors.read_text(encoding="utf-8").splitlines()[0] if errors.is_file() else f"{type(exc).__name__}: {exc}"
@@ -751,6 +788,30 @@ def run_abc(problem: AbcProblem, *, out_dir: Path, settings: AbcSettings | None 
         evaluations=int(history.total_nr_simulations),
         elapsed_s=elapsed,
     )
+
+
+def _load_for_resume(abc: Any, path: Path, *, names: Sequence[str], observed: Mapping[str, float]) -> None:
+    """Load the last run of ``path`` into ``abc`` after checking it fitted the same values to the same targets."""
+    import pyabc
+
+    if not path.is_file():
+        raise InvalidValueError(
+            f"--resume: {path} does not exist; run without --resume to start the ABC in that folder"
+        )
+    history = pyabc.History(f"sqlite:///{path.resolve()}")
+    if history.max_t < 0:
+        raise InvalidValueError(f"--resume: {path} holds no finished generation; run without --resume to start anew")
+    frame, _ = history.get_distribution(m=0, t=history.max_t)
+    stored = history.observed_sum_stat()
+    same_targets = set(stored) == set(observed) and all(
+        math.isclose(float(np.asarray(stored[k]).ravel()[0]), v) for k, v in observed.items()
+    )
+    if sorted(frame.columns) != sorted(names) or not same_targets:
+        raise InvalidValueError(
+            f"--resume: {path} fitted {sorted(frame.columns)} to {dict(stored)}, not {sorted(names)} to "
+            f"{dict(observed)}; resume with the problem that run used, or give another --out"
+        )
+    abc.load(f"sqlite:///{path.resolve()}", abc_id=history.id, observed_sum_stat=dict(observed))
 
 
 def _ess(weights: np.ndarray) -> float:
@@ -852,6 +913,13 @@ def posterior_header(result: AbcResult, *, command: str) -> list[str]:
         f"ABC-SMC (pyabc, stochastic acceptor, temperature to 1): population {settings.population_size}, "
         f"generations {len(result.generations)}, {result.evaluations} candidates simulated, pyABC seed "
         f"{settings.seed}, {result.elapsed_s / 60:.1f} min",
+        f"final temperature {result.final_temperature:.3g}: "
+        + (
+            "the particles sample the posterior"
+            if result.converged
+            else "PROVISIONAL, the run stopped before temperature 1 and the particles are wider than the posterior "
+            "(carry on with ra-model calibrate-abc --resume)"
+        ),
         f"date: {_dt.date.today().isoformat()}; command: {command}",
     ]
     return lines
@@ -1003,6 +1071,14 @@ def report(result: AbcResult, checks: pd.DataFrame, *, command: str, check_draws
                 "(simulated semen analyses, the baseline confirmed on two). Population size "
                 f"{result.settings.population_size}, {len(result.generations)} generations, {result.evaluations} "
                 f"candidates simulated in {result.elapsed_s / 60:.1f} min (pyABC seed {result.settings.seed}).",
+                (
+                    f"The last generation is at temperature {result.final_temperature:.3g}: its particles sample the "
+                    "posterior."
+                    if result.converged
+                    else f"**Provisional**: the run stopped at temperature {result.final_temperature:.3g}, before 1 "
+                    "(its time limit), so the particles are wider than the posterior; carry on with the same command "
+                    "and `--resume`."
+                ),
                 "## Targets fitted\n\n" + _markdown(targets),
                 "Histology mixes:\n\n" + mixes,
                 "## Checks kept out of the fit\n\nThese rows never enter the distance; they are simulated beside the "
