@@ -16,9 +16,9 @@ from ra_model.cli import main
 from ra_model.engines.engine import Engine
 from ra_model.engines.from_file import engine_from_file
 from ra_model.engines.simulate import ParameterChange, simulate
-from ra_model.errors import ModelBuildError
+from ra_model.errors import InvalidValueError, ModelBuildError
 from ra_model.interop.copasi import compare_tables
-from ra_model.interop.omex import Scenario, experiment_file_scenarios, run_omex_tellurium, write_omex
+from ra_model.interop.omex import GridScenario, Scenario, experiment_file_scenarios, run_omex_tellurium, write_omex
 from ra_model.interop.sbml_export import REFRESH_COMMAND, export_sbml
 from ra_model.model import columns as C
 from ra_model.model.source import default_sbml, read_parameter_table
@@ -145,7 +145,7 @@ def test_edited_file_loads_back_and_the_edit_takes_effect(tmp_path: Path, defaul
 def test_invalid_files_are_rejected_with_line_numbers(tmp_path: Path, default_export: str) -> None:
     bad_reference = tmp_path / "bad_reference.xml"
     bad_reference.write_text(
-        default_export.replace('id="ROL_t" compartment="testis"', 'id="ROL_t" compartment="nowhere"'),
+        re.sub(r'(id="ROL_t"[^>]*? compartment=)"testis"', r'\1"nowhere"', default_export, count=1),
         encoding="utf-8",
     )
     with pytest.raises(ModelBuildError, match=r"line \d+, col \d+: Error \d+") as err:
@@ -226,21 +226,50 @@ def test_experiment_files_become_scenarios_or_say_why_not(tmp_path: Path) -> Non
     )
     scenarios = experiment_file_scenarios(simple)
     assert isinstance(scenarios, list) and [s.regimen for s in scenarios] == [REGIMEN, None]
+    assert all(isinstance(s, Scenario) for s in scenarios)
     assert dict(scenarios[0].overrides) == {"cyp26_expr": 10.0}
-    grid = tmp_path / "grid.toml"
-    grid.write_text('kind = "grid"\n', encoding="utf-8")
-    assert "not a single scenario" in str(experiment_file_scenarios(grid))
     missed = tmp_path / "missed.toml"
     missed.write_text(
         'description = "missed"\n[[runs]]\nregimen = "20 mg bid for 180 d"\nmissed_every = 4\n', encoding="utf-8"
     )
-    assert "missed_every" in str(experiment_file_scenarios(missed))
+    runs = experiment_file_scenarios(missed)
+    assert isinstance(runs, list) and isinstance(runs[0], Scenario) and runs[0].missed_every == 4
+    grid = REPO / "experiments" / "dose_duration.toml"
+    grids = experiment_file_scenarios(grid)
+    assert isinstance(grids, list) and all(isinstance(g, GridScenario) for g in grids)
+    assert [g.phenotype for g in grids] == ["maturation_arrest", "hypospermatogenesis"]
+    assert len(grids[0].arms) == 12 and grids[0].t_end_d == 360.0
+    cohort = tmp_path / "cohort.toml"
+    cohort.write_text('kind = "cohort"\n', encoding="utf-8")
+    reason = str(experiment_file_scenarios(cohort))
+    assert "cohort-like" in reason and "ra-model run" in reason
 
 
-def test_cli_export_omex_writes_one_archive_per_standard_scenario(tmp_path: Path) -> None:
-    code = main(["export", "omex", "--out", str(tmp_path), "--experiments", str(tmp_path / "none")])
+def test_missed_doses_are_in_the_dose_event_of_a_valid_export() -> None:
+    text = export_sbml(phenotype="maturation_arrest", regimen="20 mg bid for 20 d", missed_every=4)
+    assert validate_sbml(text).findings == ()  # unit check included
+    model = libsbml.readSBMLFromString(text).getModel()
+    assert model.getParameter("missed_every").getValue() == 4.0
+    formula = libsbml.formulaToL3String(model.getEvent("E_dose").getEventAssignment("Gut_iso").getMath())
+    assert "piecewise(0" in formula and "floor" in formula
+    with pytest.raises(InvalidValueError, match="missed_every"):
+        export_sbml(phenotype="healthy", missed_every=4)
+
+
+def test_cli_export_omex_writes_one_archive_per_standard_scenario(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "trial.toml").write_text(
+        (REPO / "experiments" / "jessup2025.toml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    out = tmp_path / "out"
+    code = main(["export", "omex", "--out", str(out), "--experiments", str(folder)])
     assert code == 0
     # one archive per preset (models/phenotypes.toml) and standard regimen (no drug, 20 mg bid for 180 d)
     presets = tomllib.loads((REPO / "models" / "phenotypes.toml").read_text(encoding="utf-8"))
     want = {f"{name}__{regimen}.omex" for name in presets for regimen in ("no_drug", "20_mg_bid_for_180_d")}
-    assert {p.name for p in tmp_path.glob("*.omex")} == want
+    assert {p.name for p in out.glob("*.omex")} == want
+    printed = capsys.readouterr().out
+    assert f"skipped {folder / 'trial.toml'}: kind 'cohort' is cohort-like" in printed

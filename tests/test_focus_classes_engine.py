@@ -198,7 +198,8 @@ def test_export_of_eight_classes_is_annotated_per_class_and_checks_clean(tmp_pat
             ), name
             compared.add(name)
             if shared.getNumCVTerms():
-                assert copy.getName() == f"{name} (focus class F{k} of {N})" and f"F{k} of {N}" in copy.getNotesString()
+                assert copy.getName() == f"{shared.getName()} (focus class F{k} of {N})", name
+                assert f"F{k} of {N}" in copy.getNotesString()
     assert {"STRA8", "STRA8_rel", "RAR_occupancy", "J_stra8_syn", "J_spermiation"} <= compared
     assert "Source: assumed" in many.getParameter("F8__ra_local").getNotesString()
     assert many.getSpecies("F5__STRA8").getNumCVTerms() == one.getSpecies("STRA8").getNumCVTerms() == 1

@@ -30,11 +30,19 @@ def _cmd_export_sbml(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_omex(args: argparse.Namespace) -> int:
-    from ra_model.interop.omex import Scenario, experiment_file_scenarios, slug, standard_experiments, write_omex
+    from ra_model.interop.omex import (
+        ArchiveRun,
+        GridScenario,
+        Scenario,
+        experiment_file_scenarios,
+        slug,
+        standard_experiments,
+        write_omex,
+    )
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    experiments: dict[str, list[Scenario]] = {}
+    experiments: dict[str, list[ArchiveRun]] = {}
     if args.phenotype or args.regimen:
         phenotype = args.phenotype or "healthy"
         label = f"{phenotype}__{slug(args.regimen)}"
@@ -47,14 +55,16 @@ def _cmd_export_omex(args: argparse.Namespace) -> int:
 
         folder = Path(args.experiments) if args.experiments else experiments_dir()
         for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
-            scenarios = experiment_file_scenarios(path)
-            if isinstance(scenarios, str):
-                sys.stdout.write(f"skipped {path}: {scenarios}\n")
+            runs = experiment_file_scenarios(path)
+            if isinstance(runs, str):
+                sys.stdout.write(f"skipped {path}: {runs}\n")
                 continue
-            experiments[path.stem] = scenarios
-    for name, scenarios in experiments.items():
-        path = write_omex(out / f"{name}.omex", scenarios)
+            experiments[path.stem] = runs
+    for name, runs in experiments.items():
+        path = write_omex(out / f"{name}.omex", runs)
         sys.stdout.write(f"wrote {path}\n")
+        for note in dict.fromkeys(run.note for run in runs if isinstance(run, GridScenario) and run.note):
+            sys.stdout.write(f"  note: {note}\n")
     return 0
 
 
@@ -100,7 +110,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "omex",
         help="one COMBINE archive (SBML + SED-ML + manifest + metadata) per experiment",
         description="Without --phenotype/--regimen: every phenotype preset with no drug and with 20 mg bid for "
-        "180 d, plus every single-scenario file in --experiments.",
+        "180 d, plus every single and grid scenario file in --experiments (missed doses in the dose event, a grid "
+        "as a SED-ML repeatedTask per histology); cohort-like kinds (cohort, sensitivity) are skipped with the "
+        "reason. Each SED-ML has a report per scenario and a plot per panel of the standard time-course figure.",
     )
     p.add_argument("--out", required=True, help="folder for the .omex files")
     p.add_argument("--phenotype", default=None, help="only this phenotype (one archive)")

@@ -1,12 +1,23 @@
-"""Annotate an SBML document for reuse: MIRIAM cross-references, SBO terms, parameter notes, model history.
+"""Annotate an SBML document for reuse: human names, MIRIAM cross-references, SBO terms, notes, history.
 
 The annotation data live in ``models/annotations.toml`` and ``models/parameters.csv`` (data, not code);
-this module only applies them to a libsbml document.
+this module only applies them to a libsbml document:
+
+- every compartment, species, reaction, parameter (rule variables included) and event gets a human
+  ``name``: parameters and compartments from the table's ``name`` column, everything else from the
+  ``[names]`` table of the annotation file. Each id is named in exactly one of the two, and an element
+  named in neither stops the export (:class:`~ra_model.errors.ModelBuildError` naming the id and where
+  to add its name), so no element slips into the SBML unnamed;
+- ``[terms.<id>]`` become MIRIAM biology qualifiers (ChEBI, UniProt, Cell Ontology, UBERON, ...);
+- the table's ``doi``/``pmid`` columns become each parameter's ``bqbiol:isDescribedBy`` and, gathered,
+  the model's ``bqmodel:isDescribedBy``.
 
 A testis built from focus classes (:mod:`ra_model.model.classes`) has one copy per class of every id of
 the class template (``F3__STRA8``). The annotation file names the template's ids (``STRA8``); each class's
-copy gets the same terms and SBO term, a name and a note saying which class it belongs to, and the class
-parameters get their notes from :func:`ra_model.model.source.class_parameter_table`.
+copy gets the same terms and SBO term, the template's name with its class
+(:func:`~ra_model.model.classes.class_copy_name`: ``"STRA8 protein (focus class F3 of 8)"``) and, when
+annotated, a note saying which class it belongs to; the class parameters get their names and notes from
+:func:`ra_model.model.source.class_parameter_table`.
 """
 
 from __future__ import annotations
@@ -22,8 +33,15 @@ from typing import Any
 import libsbml
 
 from ra_model.errors import InvalidValueError, ModelBuildError
-from ra_model.model.classes import check_n_classes, class_id, class_prefix
-from ra_model.model.source import ParameterInfo, class_parameter_table, model_dir, read_parameter_table
+from ra_model.model.classes import check_n_classes, class_copy_name, class_id, class_prefix
+from ra_model.model.source import (
+    PARAMETER_FILE,
+    ParameterInfo,
+    check_name,
+    class_parameter_table,
+    model_dir,
+    read_parameter_table,
+)
 
 #: File holding the annotation data, inside the model directory.
 ANNOTATION_FILE = "annotations.toml"
@@ -75,6 +93,8 @@ class AnnotationData:
         modified: Modification date, W3C date-time.
         taxon: Organism, ``prefix:accession``.
         creators: Model creators.
+        names: Element id -> human name, for every element but parameters and compartments (whose names are
+            the ``name`` column of ``models/parameters.csv``).
         terms: Element id -> qualifier -> ``prefix:accession`` list.
         reaction_sbo: Reaction id pattern (``*`` wildcard) -> SBO term, first match wins.
         parameter_sbo: Parameter id -> SBO term.
@@ -89,13 +109,18 @@ class AnnotationData:
     modified: str
     taxon: str
     creators: tuple[Creator, ...]
+    names: Mapping[str, str] = field(default_factory=dict)
     terms: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     reaction_sbo: Mapping[str, str] = field(default_factory=dict)
     parameter_sbo: Mapping[str, str] = field(default_factory=dict)
     unit_sbo: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        """Check qualifiers, SBO term syntax and resource syntax."""
+        """Check names, qualifiers, SBO term syntax and resource syntax."""
+        for element, name in self.names.items():
+            if not isinstance(name, str):
+                raise InvalidValueError(f'{ANNOTATION_FILE}: names.{element} must be a string, e.g. {element} = "..."')
+            check_name(element, name, where=f"{ANNOTATION_FILE}, [names]")
         for element, qualifiers in self.terms.items():
             for qualifier, resources in qualifiers.items():
                 if qualifier not in QUALIFIERS:
@@ -132,7 +157,7 @@ def load_annotations(path: Path | None = None) -> AnnotationData:
         The checked annotation data.
 
     Raises:
-        InvalidValueError: If the file is malformed.
+        InvalidValueError: If the file is malformed (an empty or overlong name, an unknown qualifier, ...).
     """
     path = path or model_dir() / ANNOTATION_FILE
     with path.open("rb") as handle:
@@ -149,6 +174,7 @@ def load_annotations(path: Path | None = None) -> AnnotationData:
             modified=model["modified"],
             taxon=model["taxon"],
             creators=creators,
+            names=dict(data.get("names", {})),
             terms={k: {q: tuple(r) for q, r in v.items()} for k, v in data.get("terms", {}).items()},
             reaction_sbo=dict(data.get("sbo", {}).get("reactions", {})),
             parameter_sbo=dict(data.get("sbo", {}).get("parameters", {})),
@@ -167,20 +193,22 @@ def annotate_document(
     n_classes: int = 1,
     per_class: Collection[str] = (),
 ) -> None:
-    """Add MIRIAM terms, SBO terms, parameter notes and model history to a document, in place.
+    """Add names, MIRIAM terms, references, SBO terms, parameter notes and model history to a document, in place.
 
     Args:
         doc: The SBML document (Level 3).
         data: Annotation data; defaults to ``load_annotations()``.
-        parameters: The parameter table (for notes with each parameter's source); defaults to the shipped one
-            and, with focus classes, the rows of their class parameters.
+        parameters: The parameter table (names, notes with each parameter's source, references); defaults to
+            the shipped one and, with focus classes, the rows of their class parameters.
         scenario_note: Extra paragraph for the model notes (e.g. the exported phenotype and regimen).
         n_classes: Focus classes the model is built from (1: the published model, nothing per class).
         per_class: The class template's ids (:attr:`ra_model.model.classes.ClassTemplate.ids`), each written
-            ``F1__<id>`` ... ``FN__<id>`` when ``n_classes`` >= 2.
+            ``F1__<id>`` ... ``FN__<id>`` when ``n_classes`` >= 2. With one class they only excuse names of
+            template ids the one-class model does not have (those written only for two or more classes).
 
     Raises:
-        ModelBuildError: If an annotation names an element the model does not have, or libsbml refuses it.
+        ModelBuildError: If an annotation names an element the model does not have, an element has no name
+            (or is named both in the parameter table and in ``[names]``), or libsbml refuses an annotation.
         InvalidValueError: If ``n_classes`` is not a whole number from 1 to ``MAX_CLASSES``.
     """
     n = check_n_classes(n_classes)
@@ -190,6 +218,7 @@ def annotate_document(
     template_ids = frozenset(per_class) if n > 1 else frozenset()
     model = doc.getModel()
     _model_level(model, data, scenario_note)
+    _name_elements(model, data, parameters, n, template_ids, frozenset(per_class))
     for element_id, qualifiers in data.terms.items():
         copies = _copies(model, element_id, n, template_ids)
         if not copies:
@@ -199,7 +228,7 @@ def annotate_document(
         for k, element in copies:
             _ensure_metaid(element)
             if k:
-                _name_class_copy(element, element_id, k, n)
+                _note_class_copy(element, element_id, k, n)
             for qualifier, resources in qualifiers.items():
                 _add_cv(element, libsbml.BIOLOGICAL_QUALIFIER, QUALIFIERS[qualifier], qualifier, resources)
     for reaction in model.getListOfReactions():
@@ -213,7 +242,90 @@ def annotate_document(
         _check(parameter.setSBOTerm(term), f"SBO term {term} on parameter {pid}")
         info = parameters.get(pid)
         if info is not None:
-            _set_notes(parameter, [f"{info.description}", f"Unit: {info.unit}.", f"Source: {info.source}."])
+            notes = [f"{info.description}", f"Unit: {info.unit}.", f"Source: {info.source}."]
+            if info.references:
+                notes.append(f"References: {', '.join(info.references)}.")
+            _set_notes(parameter, notes)
+    _references(model, parameters)
+
+
+#: The kinds of model element that must carry a human name, with how to list them.
+_NAMED: tuple[tuple[str, str], ...] = (
+    ("compartment", "getListOfCompartments"),
+    ("species", "getListOfSpecies"),
+    ("reaction", "getListOfReactions"),
+    ("parameter", "getListOfParameters"),
+    ("event", "getListOfEvents"),
+)
+
+
+def _name_elements(
+    model: libsbml.Model,
+    data: AnnotationData,
+    parameters: Mapping[str, ParameterInfo],
+    n: int,
+    template_ids: frozenset[str],
+    per_class: frozenset[str],
+) -> None:
+    """Give every compartment, species, reaction, parameter and event its human name, or say which have none.
+
+    A parameter-table row names its id (class parameters' rows already carry their class); ``[names]`` names
+    the rest; a class's copy of a template id gets the template's name with its class. An element named by
+    neither keeps a name the export gave it (the scheduled-change events and their times); otherwise it is
+    an error, as is an id named in both places or a ``[names]`` entry that names nothing in the model.
+    """
+    table = {pid: info.name for pid, info in parameters.items()}
+    both = sorted(set(table) & set(data.names))
+    if both:
+        raise ModelBuildError(
+            f"{', '.join(both)} named both in the name column of models/{PARAMETER_FILE} and in [names] of "
+            f"models/{ANNOTATION_FILE}; name each element in one place (parameters and compartments in the table)"
+        )
+    stale = [i for i in data.names if not _copies(model, i, n, template_ids) and not (n == 1 and i in per_class)]
+    if stale:
+        raise ModelBuildError(
+            f"[names] of models/{ANNOTATION_FILE} names {', '.join(stale)}, which the model does not have; "
+            "fix or remove the entries"
+        )
+    rules = {r.getVariable() for r in model.getListOfRules()}
+    missing: list[str] = []
+    for kind, getter in _NAMED:
+        for element in getattr(model, getter)():
+            eid = element.getId()
+            k, base = _class_of(eid, n, template_ids)
+            name = table.get(eid)
+            if name is None and k:  # a class's copy of a template id: the template's name, with its class
+                template_name = table.get(base) or data.names.get(base)
+                name = class_copy_name(template_name, k, n) if template_name else None
+            elif name is None:
+                name = data.names.get(eid)
+            if name:
+                _check(element.setName(name), f"name of {eid}")
+            elif not element.isSetName():
+                in_table = kind == "compartment" or (kind == "parameter" and eid not in rules)
+                where = (
+                    f"a row with a name in models/{PARAMETER_FILE}"
+                    if in_table
+                    else f'{base} = "<short name>" under [names] in models/{ANNOTATION_FILE}'
+                )
+                missing.append(f"{kind} {eid!r} (add {where})")
+    if missing:
+        shown = "; ".join(missing[:12]) + (f"; and {len(missing) - 12} more" if len(missing) > 12 else "")
+        raise ModelBuildError(f"{len(missing)} model element(s) have no human name: {shown}")
+
+
+def _references(model: libsbml.Model, parameters: Mapping[str, ParameterInfo]) -> None:
+    """Write each parameter's DOIs/PubMed ids as its bqbiol:isDescribedBy, and all of them as the model's."""
+    gathered: dict[str, None] = {}
+    for pid, info in parameters.items():
+        element = model.getElementBySId(pid)
+        if element is None or not info.references:
+            continue
+        _ensure_metaid(element)
+        _add_cv(element, libsbml.BIOLOGICAL_QUALIFIER, libsbml.BQB_IS_DESCRIBED_BY, "isDescribedBy", info.references)
+        gathered.update(dict.fromkeys(info.references))
+    if gathered:
+        _add_cv(model, libsbml.MODEL_QUALIFIER, libsbml.BQM_IS_DESCRIBED_BY, "isDescribedBy", tuple(gathered))
 
 
 def _copies(
@@ -234,16 +346,20 @@ def _copies(
 
 def _template_id(element_id: str, n: int, template_ids: frozenset[str]) -> str:
     """Return the template id of a class's copy (``F3__J_stra8_syn`` -> ``J_stra8_syn``); other ids unchanged."""
+    return _class_of(element_id, n, template_ids)[1]
+
+
+def _class_of(element_id: str, n: int, template_ids: frozenset[str]) -> tuple[int, str]:
+    """Return (class, template id) of a class's copy (``F3__J_stra8_syn`` -> 3, ``J_stra8_syn``); else (0, id)."""
     for k in range(1, n + 1) if template_ids else ():
         prefix = class_prefix(k)
         if element_id.startswith(prefix) and element_id[len(prefix) :] in template_ids:
-            return element_id[len(prefix) :]
-    return element_id
+            return k, element_id[len(prefix) :]
+    return 0, element_id
 
 
-def _name_class_copy(element: libsbml.SBase, element_id: str, k: int, n: int) -> None:
-    """Name a class's copy of an annotated element, and say in its notes which class it belongs to."""
-    _check(element.setName(f"{element_id} (focus class F{k} of {n})"), f"name of {element.getId()}")
+def _note_class_copy(element: libsbml.SBase, element_id: str, k: int, n: int) -> None:
+    """Say in the notes of a class's copy of an annotated element which class it belongs to."""
     _set_notes(
         element,
         [
@@ -282,11 +398,16 @@ def _ensure_metaid(element: libsbml.SBase) -> None:
 
 
 def _add_cv(element: libsbml.SBase, kind: int, qualifier: int, name: str, resources: tuple[str, ...]) -> None:
+    """Add one CV term (``kind``: BIOLOGICAL_QUALIFIER or MODEL_QUALIFIER) with identifiers.org resources."""
     term = libsbml.CVTerm(kind)
-    term.setBiologicalQualifierType(qualifier)
+    if kind == libsbml.MODEL_QUALIFIER:
+        term.setModelQualifierType(qualifier)
+    else:
+        term.setBiologicalQualifierType(qualifier)
     for resource in resources:
         term.addResource(IDENTIFIERS_ORG + resource)
-    _check(element.addCVTerm(term), f"bqbiol:{name} on {element.getId() or 'model'}")
+    prefix = "bqmodel" if kind == libsbml.MODEL_QUALIFIER else "bqbiol"
+    _check(element.addCVTerm(term), f"{prefix}:{name} on {element.getId() or 'model'}")
 
 
 def _set_notes(element: libsbml.SBase, paragraphs: list[str]) -> None:

@@ -13,19 +13,27 @@ untreated steady state as initial amounts (``simulate()`` pre-equilibrates to th
 regimen as the values of the model's self-rescheduling dose event. A dose due at t = 0 is put in the
 gut as an initial amount and the event starts at the second dose, exactly as the engine does: an event
 whose trigger is true at t = 0 fires in some simulators and not in others.
+
+Missed doses (``missed_every=n``) are written into the same event: the dose it adds to the gut is
+multiplied by ``piecewise(0, <the dose's number is a multiple of n> && time < t_missed_doses_end, 1)``, the
+number being ``doses_given + 1`` before the event. The event still fires and counts the dose, as
+``ra_model``'s simulator does (it sets ``dose_mg`` to 0 around each missed dose), so ``doses_given`` counts
+doses due, taken or missed.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import libsbml
 
-from ra_model.engines.engine import Engine
-from ra_model.errors import ModelBuildError, UnknownNameError
+from ra_model.engines.engine import T_NEVER_H, Engine
+from ra_model.engines.simulate import DOSE_SPECIES
+from ra_model.errors import InvalidValueError, ModelBuildError, UnknownNameError
 from ra_model.interop.annotate import annotate_document
 from ra_model.model.classes import check_n_classes, class_template
 from ra_model.model.phenotypes import Phenotype, get_phenotype, shipped_class_template
@@ -40,6 +48,12 @@ log = logging.getLogger(__name__)
 
 #: The unit given to bare numbers in the exported math.
 LITERAL_UNIT = "dimensionless"
+
+#: The dose event (its doses go into ``DOSE_SPECIES``, the gut depot).
+DOSE_EVENT = "E_dose"
+#: Parameters of a scenario with missed doses: every n-th dose is missed, before this time (hours).
+MISSED_EVERY = "missed_every"
+MISSED_UNTIL = "t_missed_doses_end"
 
 #: Command that refreshes the published export (quoted in messages).
 REFRESH_COMMAND = "ra-model export sbml --out models/ra_testis.xml"
@@ -146,6 +160,8 @@ def export_sbml(
     source: Path | None = None,
     engine: Engine | None = None,
     n_classes: int = 1,
+    missed_every: int | None = None,
+    missed_until_h: float | None = None,
 ) -> str:
     """Return the model as annotated, unit-complete SBML L3V2 text.
 
@@ -165,10 +181,16 @@ def export_sbml(
         regimen: A ``Regimen`` or its text form.
         overrides: Parameter values by id, on top of the phenotype.
         changes: Parameter changes during the run, written as events ``E_change_<i>`` at their times.
-        annotate: Add MIRIAM/SBO annotations, notes and model history.
+        annotate: Add human names, MIRIAM/SBO annotations, references, notes and model history.
         source: An Antimony file to export instead of the shipped model.
         engine: Engine compiled from the same source and classes (for the steady state); built if needed.
         n_classes: Tubule-focus classes to build the testis from (1, the default, is the published model).
+        missed_every: Miss the n-th, 2n-th, ... dose of the regimen (n >= 2; needs ``regimen``), written into
+            the dose event ``E_dose`` (see the module notes).
+        missed_until_h: Doses due at or after this time (hours) are taken even if their number says missed;
+            None for never. ``ra_model``'s simulator takes a dose due within its margin of the end of a run
+            (``ra_model.studies.experiments.single.missed_dose_changes``); ``ra_model.interop.omex`` passes
+            the matching time.
 
     Returns:
         SBML text that passes libsbml's consistency and unit checks.
@@ -177,29 +199,42 @@ def export_sbml(
         ModelBuildError: If the result fails validation (the message lists the findings with line numbers).
         UnknownNameError: Unknown phenotype or parameter.
         RegimenParseError: Regimen text that cannot be parsed.
-        InvalidValueError: If ``n_classes`` is not a whole number from 1 to ``MAX_CLASSES``.
+        InvalidValueError: If ``n_classes`` is not a whole number from 1 to ``MAX_CLASSES``, or
+            ``missed_every`` is below 2 or given without a regimen.
     """
     n = check_n_classes(n_classes)
+    if missed_every is not None and (regimen is None or isinstance(missed_every, bool) or missed_every < 2):
+        raise InvalidValueError(
+            f"missed_every = {missed_every!r} with regimen {regimen!r}: give a regimen and a whole number >= 2 "
+            "(every 2nd, 3rd, ... dose missed)"
+        )
     sbml = antimony_to_sbml(source, n_classes=n) if source is not None else default_sbml(n)
     doc = libsbml.readSBMLFromString(sbml)
     model = doc.getModel()
     inline_rules_in_event_assignments(model)
+    if missed_every is not None:
+        _add_missed_doses(model, missed_every, T_NEVER_H if missed_until_h is None else missed_until_h)
     give_literals_units(model)
     note = ""
     if phenotype is not None or regimen is not None or overrides or changes:
         note = _apply_scenario(model, sbml, phenotype, regimen, dict(overrides or {}), engine, n)
     for i, change in enumerate(changes):
         _add_change_event(model, i, change)
+    if missed_every is not None:
+        until = "" if missed_until_h is None else f" due before t = {missed_until_h:g} h"
+        note += (
+            f" Doses number {missed_every}, {2 * missed_every}, ...{until} are missed (the dose event adds nothing; "
+            "doses_given still counts them)."
+        )
     if changes:
         note += " Scheduled changes: " + "; ".join(f"day {c.t_d:g}: {c.parameter} = {c.value:g}" for c in changes) + "."
     if n > 1:
         note = f"The testis is built from {n} tubule-focus classes (ids F1__ to F{n}__). {note}".rstrip()
     if annotate:
-        per_class: tuple[str, ...] = ()
-        if n > 1:
-            template = class_template(source.read_text(encoding="utf-8")) if source else shipped_class_template()
-            per_class = template.ids
-        annotate_document(doc, scenario_note=note, n_classes=n, per_class=per_class)
+        # the template's ids: copied per class when n >= 2; with one class, they excuse the names of ids
+        # written only for two or more classes
+        template = class_template(source.read_text(encoding="utf-8")) if source else shipped_class_template()
+        annotate_document(doc, scenario_note=note, n_classes=n, per_class=template.ids)
     text = str(libsbml.writeSBMLToString(doc))
     report = validate_sbml(text)
     if not report.ok or report.unit_findings:
@@ -274,6 +309,7 @@ def _add_change_event(model: libsbml.Model, index: int, change: ParameterChange)
     target.setConstant(False)
     when = model.createParameter()
     when.setId(f"t_change_{index}")
+    when.setName(f"time of scheduled change {index}")
     when.setValue(change.t_d * 24.0)
     when.setUnits("hour")
     when.setConstant(True)
@@ -283,6 +319,7 @@ def _add_change_event(model: libsbml.Model, index: int, change: ParameterChange)
     )
     event = model.createEvent()
     event.setId(f"E_change_{index}")
+    event.setName(f"scheduled change {index}: {change.parameter}")
     event.setUseValuesFromTriggerTime(True)
     trigger = event.createTrigger()
     trigger.setInitialValue(False)
@@ -295,3 +332,43 @@ def _add_change_event(model: libsbml.Model, index: int, change: ParameterChange)
     if target.isSetUnits():
         value.setUnits(target.getUnits())
     assignment.setMath(value)
+
+
+def _add_missed_doses(model: libsbml.Model, every: int, until_h: float) -> None:
+    """Make the dose event give nothing for every ``every``-th dose due before ``until_h``, in place.
+
+    ``E_dose``'s assignment ``Gut_iso = Gut_iso + <dose>`` (its rule already inlined) becomes
+    ``Gut_iso = Gut_iso + (<dose>) * piecewise(0, <missed>, 1)``; event assignments read the values before
+    the event, so the dose's number is ``doses_given + 1``.
+    """
+    event = model.getEvent(DOSE_EVENT)
+    assignment = event.getEventAssignment(DOSE_SPECIES) if event is not None else None
+    text = libsbml.formulaToL3String(assignment.getMath()) if assignment is not None and assignment.isSetMath() else ""
+    match = re.fullmatch(rf"{DOSE_SPECIES} \+ (.+)", text or "")
+    if assignment is None or match is None:
+        raise ModelBuildError(
+            f"missed doses need the dose event {DOSE_EVENT!r} to assign {DOSE_SPECIES} = {DOSE_SPECIES} + dose; "
+            f"the model has {text!r}: update ra_model.interop.sbml_export._add_missed_doses to the new event"
+        )
+    for name, value, unit, what in (
+        (MISSED_EVERY, float(every), "dimensionless", f"doses number {every}, {2 * every}, ... are missed"),
+        (MISSED_UNTIL, float(until_h), "hour", "doses due at or after this time are taken (end of the run)"),
+    ):
+        if model.getElementBySId(name) is not None:
+            raise ModelBuildError(f"the model already has an element {name!r}; missed doses cannot be added")
+        parameter = model.createParameter()
+        parameter.setId(name)
+        parameter.setName({MISSED_EVERY: "missed-dose period", MISSED_UNTIL: "end of missed doses"}[name])
+        parameter.setValue(value)
+        parameter.setUnits(unit)
+        parameter.setConstant(True)
+        parameter.setNotes(
+            '<body xmlns="http://www.w3.org/1999/xhtml">'
+            f"<p>Missed doses: {what}. Source: scenario definition.</p></body>"
+        )
+    number = "(doses_given + 1)"
+    missed = f"{number} - {MISSED_EVERY} * floor({number} / {MISSED_EVERY}) < 0.5 && time < {MISSED_UNTIL}"
+    math = libsbml.parseL3Formula(f"{DOSE_SPECIES} + ({match.group(1)}) * piecewise(0, {missed}, 1)")
+    if math is None or assignment.setMath(math) != libsbml.LIBSBML_OPERATION_SUCCESS:
+        reason = libsbml.getLastParseL3Error()
+        raise ModelBuildError(f"libsbml refused the missed-dose math of {DOSE_EVENT!r}: {reason}")

@@ -67,6 +67,8 @@ class ClassParameter:
         upper: Plausible upper bound.
         domain: Physical domain (:mod:`ra_model.model.domain`).
         value: Default value of every class; None means an equal share, 1 / n_classes.
+        label: Short human-readable name (the SBML ``name``; each class's copy adds its class, see
+            :func:`class_copy_name`).
     """
 
     name: str
@@ -77,6 +79,7 @@ class ClassParameter:
     upper: float
     domain: str
     value: float | None
+    label: str
 
     def default(self, n_classes: int, k: int = 1) -> float:
         """Return the default value of class ``k`` (1-based) in a testis of ``n_classes`` classes."""
@@ -96,6 +99,7 @@ CLASS_PARAMETERS: tuple[ClassParameter, ...] = (
         1.0,
         "fraction",
         None,
+        label="stem-niche share",
     ),
     ClassParameter(
         "ra_local",
@@ -108,6 +112,7 @@ CLASS_PARAMETERS: tuple[ClassParameter, ...] = (
         10.0,
         "nonneg",
         1.0,
+        label="local RA synthesis factor",
     ),
     ClassParameter(
         RA_QUANTILE,
@@ -119,6 +124,7 @@ CLASS_PARAMETERS: tuple[ClassParameter, ...] = (
         4.0,
         "real",
         None,
+        label="local RA synthesis quantile",
     ),
 )
 
@@ -131,6 +137,14 @@ def class_quantile(k: int, n_classes: int) -> float:
 def class_prefix(k: int) -> str:
     """Return the id prefix of focus class ``k`` (1-based): ``F1__``."""
     return f"F{k}__"
+
+
+def class_copy_name(name: str, k: int, n_classes: int) -> str:
+    """Return the human name of class ``k``'s copy of an element named ``name``.
+
+    ``class_copy_name("STRA8 protein", 3, 8)`` is ``"STRA8 protein (focus class F3 of 8)"``.
+    """
+    return f"{name} (focus class F{k} of {n_classes})"
 
 
 def class_id(name: str, k: int, n_classes: int) -> str:

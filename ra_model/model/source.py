@@ -12,6 +12,7 @@ import csv
 import hashlib
 import logging
 import math
+import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,7 +23,14 @@ import antimony
 
 from ra_model.errors import InvalidValueError, ModelBuildError
 from ra_model.model.bounds import check_table_row
-from ra_model.model.classes import CLASS_CATEGORY, CLASS_PARAMETERS, check_n_classes, class_id, expand_classes
+from ra_model.model.classes import (
+    CLASS_CATEGORY,
+    CLASS_PARAMETERS,
+    check_n_classes,
+    class_copy_name,
+    class_id,
+    expand_classes,
+)
 
 #: Id of the model inside the Antimony source.
 MODEL_ID = "ra_testis"
@@ -31,8 +39,29 @@ ANTIMONY_FILE = "ra_testis.ant"
 PARAMETER_FILE = "parameters.csv"
 PHENOTYPE_FILE = "phenotypes.toml"
 
-#: Columns of the parameter table (``domain``: the physical domain, see :mod:`ra_model.model.domain`).
-PARAMETER_COLUMNS = ("id", "value", "unit", "category", "description", "source", "lower", "upper", "domain")
+#: Columns of the parameter table (``name``: a short human name, the SBML ``name``; ``doi`` and ``pmid``: the
+#: DOI(s) and PubMed id(s) of the publication(s) the source cites, empty when none is known, several separated
+#: by spaces; ``domain``: the physical domain, see :mod:`ra_model.model.domain`).
+PARAMETER_COLUMNS = (
+    "id",
+    "name",
+    "value",
+    "unit",
+    "category",
+    "description",
+    "source",
+    "doi",
+    "pmid",
+    "lower",
+    "upper",
+    "domain",
+)
+#: Longest human name an element may have (names are labels, the description says the rest).
+NAME_MAX_LENGTH = 80
+#: A DOI as written in the ``doi`` column: ``10.<registrant>/<suffix>``, bare (no ``doi:`` or URL prefix).
+DOI_PATTERN = re.compile(r"10\.\d{4,9}/\S+")
+#: A PubMed id as written in the ``pmid`` column: digits only.
+PMID_PATTERN = re.compile(r"[1-9]\d{0,8}")
 
 _ANTIMONY_LOCK = threading.Lock()
 
@@ -126,9 +155,26 @@ def sbml_hash(sbml: str) -> str:
 
 @dataclass(frozen=True)
 class ParameterInfo:
-    """One row of the parameter table: value, unit, meaning, source, plausible range and physical domain."""
+    """One row of the parameter table: name, value, unit, meaning, source, plausible range and physical domain.
+
+    Attributes:
+        id: Model id.
+        name: Short human-readable name (the SBML ``name`` of the parameter or compartment).
+        value: Default value.
+        unit: Unit id.
+        category: Model module or role (``pk``, ``retinoid``, ``readout``, ...).
+        description: What it means, in a sentence.
+        source: Citation, or ``assumed`` with the reasoning.
+        lower: Plausible lower bound.
+        upper: Plausible upper bound.
+        domain: Physical domain (:mod:`ra_model.model.domain`).
+        doi: DOI(s) of the publication(s) the source cites, bare (``10.1007/...``), separated by spaces; empty
+            when none is known.
+        pmid: PubMed id(s) of the publication(s) the source cites, separated by spaces; empty when none is known.
+    """
 
     id: str
+    name: str
     value: float
     unit: str
     category: str
@@ -137,20 +183,70 @@ class ParameterInfo:
     lower: float
     upper: float
     domain: str
+    doi: str = ""
+    pmid: str = ""
 
     def __post_init__(self) -> None:
-        """Check the row is coherent: finite numbers, a source, lower <= value <= upper, all inside the domain."""
+        """Check the row is coherent: a name, finite numbers, a source, references, lower <= value <= upper."""
+        check_name(self.id, self.name, where="models/parameters.csv, column name")
         for name in ("value", "lower", "upper"):
             if not math.isfinite(getattr(self, name)):
                 raise InvalidValueError(f"parameter {self.id!r}: {name} is not a finite number")
         if not self.source.strip():
             raise InvalidValueError(f"parameter {self.id!r} has no source; write a citation or 'assumed'")
+        for doi in self.doi.split():
+            if not DOI_PATTERN.fullmatch(doi):
+                raise InvalidValueError(
+                    f"parameter {self.id!r}: doi {doi!r} is not a DOI; write the bare DOI, which starts with '10.' "
+                    "and has a '/' (e.g. 10.1007/BF00542225), without 'doi:' or https://doi.org/, several "
+                    "separated by spaces"
+                )
+        for pmid in self.pmid.split():
+            if not PMID_PATTERN.fullmatch(pmid):
+                raise InvalidValueError(
+                    f"parameter {self.id!r}: pmid {pmid!r} is not a PubMed id; write its digits only "
+                    "(e.g. 12345678), without 'PMID:', several separated by spaces"
+                )
         if not self.lower <= self.value <= self.upper:
             raise InvalidValueError(
                 f"parameter {self.id!r}: value {self.value:g} lies outside its range "
                 f"[{self.lower:g}, {self.upper:g}]; widen the range or correct the value"
             )
         check_table_row(self)
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        """Return the row's DOIs and PubMed ids as identifiers.org compact ids (``doi:10...``, ``pubmed:123``)."""
+        return tuple(f"doi:{d}" for d in self.doi.split()) + tuple(f"pubmed:{p}" for p in self.pmid.split())
+
+
+def check_name(element_id: str, name: str, *, where: str) -> str:
+    """Check a human name of a model element: one short line, not empty and not just the id.
+
+    Args:
+        element_id: The element's id.
+        name: Its human name.
+        where: Where the name is written (for the message), e.g. ``"models/parameters.csv, column name"``.
+
+    Returns:
+        ``name``.
+
+    Raises:
+        InvalidValueError: If the name is empty, the id itself, several lines or longer than
+            :data:`NAME_MAX_LENGTH` characters.
+    """
+    text = name.strip()
+    if not text or text == element_id:
+        raise InvalidValueError(
+            f"{element_id!r} has no human name ({where}); write a short readable one that is not the id, "
+            "e.g. 'CYP26 degradation of atRA'"
+        )
+    if "\n" in text or len(text) > NAME_MAX_LENGTH or text != name:
+        raise InvalidValueError(
+            f"{element_id!r}: name {name!r} ({where}) must be one line of at most {NAME_MAX_LENGTH} characters "
+            "without leading or trailing spaces; put the rest in the description"
+        )
+    return name
 
 
 def read_parameter_table(path: Path | None = None) -> dict[str, ParameterInfo]:
@@ -163,7 +259,8 @@ def read_parameter_table(path: Path | None = None) -> dict[str, ParameterInfo]:
         Rows keyed by parameter id, in file order.
 
     Raises:
-        InvalidValueError: If a row is malformed, or a column (``domain`` included) is missing.
+        InvalidValueError: If a row is malformed (a DOI that does not start with ``10.``, a PubMed id that is not
+            digits, a missing name, ...), or a column (``name``, ``doi``, ``pmid`` and ``domain`` included) is missing.
     """
     path = path or parameter_table_path()
     stat = path.stat()
@@ -182,6 +279,7 @@ def _read_parameter_table(path_text: str, mtime_ns: int, size: int) -> dict[str,
             try:
                 info = ParameterInfo(
                     id=row["id"],
+                    name=row["name"],
                     value=float(row["value"]),
                     unit=row["unit"],
                     category=row["category"],
@@ -190,6 +288,8 @@ def _read_parameter_table(path_text: str, mtime_ns: int, size: int) -> dict[str,
                     lower=float(row["lower"]),
                     upper=float(row["upper"]),
                     domain=row["domain"],
+                    doi=row["doi"],
+                    pmid=row["pmid"],
                 )
             except ValueError as exc:
                 raise InvalidValueError(f"{path}, line {line}: {exc}") from exc
@@ -220,6 +320,7 @@ def class_parameter_table(n_classes: int) -> dict[str, ParameterInfo]:
             pid = class_id(spec.name, k, n)
             rows[pid] = ParameterInfo(
                 id=pid,
+                name=class_copy_name(spec.label, k, n),
                 value=spec.default(n, k),
                 unit=spec.unit,
                 category=CLASS_CATEGORY,
