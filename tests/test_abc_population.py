@@ -310,6 +310,7 @@ def test_a_run_stopped_by_its_time_limit_is_provisional_and_resumes_to_temperatu
     # carried on from generation 0 (not a new run from the prior) and stopped at temperature 1, by generation 2
     assert list(again["t"]) == list(range(len(again))) and 2 <= len(again) <= 3
     assert again["epsilon"].iloc[-1] == pytest.approx(1.0) and (again["epsilon"].iloc[:-1] > 1).all()
+    assert (again["epsilon"].diff().dropna() <= 0).all()  # the schedule carried on: never above the last temperature
     assert again["epsilon"].iloc[0] == pytest.approx(first["epsilon"].iloc[0])  # the same first generation
     assert any("the particles sample the posterior" in line for line in A.read_posterior(out / A.POSTERIOR_FILE).header)
 

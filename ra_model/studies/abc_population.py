@@ -812,6 +812,12 @@ def _load_for_resume(abc: Any, path: Path, *, names: Sequence[str], observed: Ma
             f"{dict(observed)}; resume with the problem that run used, or give another --out"
         )
     abc.load(f"sqlite:///{path.resolve()}", abc_id=history.id, observed_sum_stat=dict(observed))
+    # pyABC keeps the temperatures in the epsilon object only: without them a resumed run would start its
+    # schedule afresh (from a temperature above the last one) instead of carrying it on
+    populations = history.get_all_populations()
+    abc.eps.temperatures.update(
+        {int(t): float(e) for t, e in zip(populations["t"], populations["epsilon"], strict=True) if t >= 0}
+    )
 
 
 def _ess(weights: np.ndarray) -> float:
