@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -191,3 +193,24 @@ def test_plots_draw_one_bar_per_parameter_with_its_interval() -> None:
     spans = sorted(round(p.get_width(), 9) for p in ax.patches)
     assert spans == [-1.0, -0.1, 0.1, 1.0]  # low and high bars around the base value
     plt.close("all")
+
+
+def test_run_and_sensitivity_write_the_same_figures_for_one_file(tmp_path: Path) -> None:
+    """Issue 17: `ra-model run` on a sensitivity file wrote no figures while `ra-model sensitivity` wrote three."""
+    from ra_model.cli import main
+
+    spec = tmp_path / "tiny_sensitivity.toml"
+    spec.write_text(
+        'kind = "sensitivity"\ndescription = "two parameters, briefly"\nmethod = "morris"\nn = 2\nseed = 1\n'
+        'phenotype = "maturation_arrest"\nregimen = "20 mg bid for 20 d"\nt_end_d = 20.0\n'
+        'metrics = ["peak_ejaculate_concentration", "testis_atRA_auc"]\n'
+        "[parameters]\ncyp26_expr = [2.0, 10.0]\naldh1a_expr = [0.05, 0.5]\n",
+        encoding="utf-8",
+    )
+    assert main(["sensitivity", str(spec), "--out", str(tmp_path / "s"), "--workers", "1", "--quiet"]) == 0
+    assert main(["run", str(spec), "--out", str(tmp_path / "r"), "--workers", "1", "--no-progress"]) == 0
+    by_sensitivity = sorted(p.name for p in (tmp_path / "s").glob("*.png"))
+    by_run = sorted(p.name for p in (tmp_path / "r").glob("*.png"))
+    # one index figure per metric, whichever command ran the file
+    assert by_sensitivity == ["indices_peak_ejaculate_concentration.png", "indices_testis_atRA_auc.png"]
+    assert by_run == by_sensitivity
