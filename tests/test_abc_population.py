@@ -304,6 +304,19 @@ def test_a_run_stopped_by_its_time_limit_is_provisional_and_resumes_to_temperatu
     posterior = A.read_posterior(out / A.POSTERIOR_FILE)
     assert any("PROVISIONAL" in line for line in posterior.header)
     assert "**Provisional**" in (out / "population_abc.md").read_text(encoding="utf-8")
+    # loading for a resume hands pyABC the temperatures it keeps only in memory (else its schedule restarts)
+    import pyabc  # type: ignore[import-untyped]
+
+    name = "focus_share.median.hypospermatogenesis"
+    fresh = pyabc.ABCSMC(
+        lambda _: {"share": 0.5},
+        pyabc.Distribution(**{name: pyabc.RV("uniform", 0.002, 0.5)}),
+        pyabc.IndependentNormalKernel(var=[0.01], keys=["share"]),
+        eps=pyabc.Temperature(),
+        acceptor=pyabc.StochasticAcceptor(),
+    )
+    A._load_for_resume(fresh, out / "abc.db", names=[name], observed={"share": 0.5})
+    assert fresh.eps.temperatures == {0: pytest.approx(first["epsilon"].iloc[0])}
     assert main([*args, "--resume"]) == 0
     assert "provisional" not in capsys.readouterr().err
     again = pd.read_csv(out / "generations.csv")
